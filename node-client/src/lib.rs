@@ -1,9 +1,22 @@
 //! The only way to talk to a Kiln node agent: typed wire types of the node API and a client
 //! that speaks mutual TLS with certificates from the cluster CA.
+//!
+//! - [`tls`]: the cluster identity (CA, certificate, key) and the rustls configurations every
+//!   member builds from it, for both ends of a connection;
+//! - [`NodeClient`]: one node agent's API;
+//! - [`join_cluster`]: the node side of joining a cluster with a [`JoinToken`];
+//! - [`wire`]: the request and response types both sides share.
 
+mod client;
+mod diagnose;
+mod join;
 mod join_token;
 mod name;
+pub mod tls;
 pub mod wire;
 
+pub use client::{NodeClient, NodeClientError};
+pub use join::{join_cluster, JoinApplication, JoinError};
 pub use join_token::{JoinToken, MalformedJoinToken};
 pub use name::{InvalidNodeName, NodeName};
+pub use tls::{CertFingerprint, ClusterIdentity, TlsError};

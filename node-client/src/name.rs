@@ -74,14 +74,29 @@ mod tests {
     #[test]
     fn accepts_dns_labels() {
         for good in ["n1", "pve", "node-a", "a", &"a".repeat(63)] {
-            assert!(good.parse::<NodeName>().is_ok(), "{good} should be accepted");
+            assert!(
+                good.parse::<NodeName>().is_ok(),
+                "{good} should be accepted"
+            );
         }
     }
 
     #[test]
     fn rejects_everything_else() {
-        for bad in ["", "1node", "Node", "node-", "no_de", "nö", "a.b", &"a".repeat(64)] {
-            assert!(bad.parse::<NodeName>().is_err(), "{bad:?} should be refused");
+        for bad in [
+            "",
+            "1node",
+            "Node",
+            "node-",
+            "no_de",
+            "nö",
+            "a.b",
+            &"a".repeat(64),
+        ] {
+            assert!(
+                bad.parse::<NodeName>().is_err(),
+                "{bad:?} should be refused"
+            );
         }
     }
 }

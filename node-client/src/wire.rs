@@ -62,3 +62,49 @@ pub struct JoinResponse {
     /// UPID of the server's `nodejoin` task, for the log.
     pub upid: String,
 }
+
+/// Body of every error answer of the node API (any non-2xx status).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    /// What went wrong, for a human.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// The message of an error answer: the `message` field if the body is an [`ErrorBody`],
+    /// otherwise the body itself as text (shortened), or the word "no details".
+    pub fn message_from(body: &[u8]) -> String {
+        if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
+            return parsed.message;
+        }
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        if text.is_empty() {
+            return "no details".to_owned();
+        }
+        match text.char_indices().nth(300) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_message_comes_from_the_json_body_or_the_raw_text() {
+        assert_eq!(
+            ErrorBody::message_from(br#"{"message":"no such VM"}"#),
+            "no such VM"
+        );
+        assert_eq!(ErrorBody::message_from(b"  plain text \n"), "plain text");
+        assert_eq!(ErrorBody::message_from(b""), "no details");
+        let long = "x".repeat(1000);
+        assert_eq!(
+            ErrorBody::message_from(long.as_bytes()).chars().count(),
+            301
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! Typed calls to Kiln's REST API (`/api2/json`), made by the browser with `fetch`.
+//!
+//! Every answer is an [`Envelope`]; errors carry the server's message, which the UI shows as
+//! is. State-changing calls send the session's CSRF token. Through [`Api`], a 401 ends the
+//! session in the UI (back to the login page); [`login`] is the one call where a 401 only means
+//! "wrong password".
+
+use std::fmt;
+
+use kiln_api_types::{
+    ClusterResource, ClusterStatusEntry, Envelope, JoinTokenCreated, NodeStatus, TaskLogLine,
+    TaskSummary, Ticket, TicketRequest,
+};
+use serde::de::DeserializeOwned;
+
+use crate::session::Auth;
+
+/// Why an API call failed, in words for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// HTTP 401: not logged in any more (or, for [`login`], wrong credentials).
+    Unauthorized(String),
+    /// The server answered with an error status and this message.
+    Server {
+        /// HTTP status code.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The request did not reach the server, or its answer could not be read.
+    Network(String),
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::Unauthorized(message) => f.write_str(message),
+            ApiError::Server { status, message } => write!(f, "{message} (HTTP {status})"),
+            ApiError::Network(message) => write!(f, "Cannot reach the Kiln server: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// HTTP methods the UI uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+    Delete,
+}
+
+/// Percent-encodes one path segment (node names and UPIDs go into URLs).
+pub fn segment(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for byte in raw.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'@' => {
+                out.push(char::from(byte))
+            }
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+/// Turns a raw HTTP answer into the envelope's data or an [`ApiError`].
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+fn decode<T: DeserializeOwned>(status: u16, status_text: &str, body: &str) -> Result<T, ApiError> {
+    let envelope = serde_json::from_str::<Envelope<serde_json::Value>>(body);
+    if !(200..300).contains(&status) {
+        let message = envelope
+            .ok()
+            .and_then(|e| e.message)
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| {
+                if status_text.is_empty() {
+                    format!("request failed with HTTP {status}")
+                } else {
+                    status_text.to_owned()
+                }
+            });
+        return Err(match status {
+            401 => ApiError::Unauthorized(message),
+            _ => ApiError::Server { status, message },
+        });
+    }
+    let envelope = envelope
+        .map_err(|e| ApiError::Network(format!("the answer is not a Kiln API envelope ({e})")))?;
+    serde_json::from_value(envelope.data.unwrap_or(serde_json::Value::Null))
+        .map_err(|e| ApiError::Network(format!("unexpected answer from the server ({e})")))
+}
+
+/// Sends one request to `/api2/json/{path}` and decodes the answer.
+#[cfg(feature = "hydrate")]
+async fn send<T: DeserializeOwned>(
+    method: Method,
+    path: &str,
+    body: Option<String>,
+    csrf_token: Option<&str>,
+) -> Result<T, ApiError> {
+    use gloo_net::http::Request;
+
+    let url = format!("/api2/json/{path}");
+    let mut builder = match method {
+        Method::Get => Request::get(&url),
+        Method::Post => Request::post(&url),
+        Method::Delete => Request::delete(&url),
+    }
+    .cache(web_sys::RequestCache::NoStore)
+    .header("Accept", "application/json");
+    if let Some(token) = csrf_token {
+        builder = builder.header("CSRFPreventionToken", token);
+    }
+    let request = match body {
+        Some(json) => builder
+            .header("Content-Type", "application/json")
+            .body(json),
+        None => builder.build(),
+    }
+    .map_err(|e| ApiError::Network(e.to_string()))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| ApiError::Network(e.to_string()))?;
+    let text = response
+        .text()
+        .await
+        .map_err(|e| ApiError::Network(e.to_string()))?;
+    decode(response.status(), &response.status_text(), &text)
+}
+
+/// Server-side rendering never calls the API: data is fetched by the browser only.
+#[cfg(not(feature = "hydrate"))]
+async fn send<T: DeserializeOwned>(
+    _method: Method,
+    path: &str,
+    _body: Option<String>,
+    _csrf_token: Option<&str>,
+) -> Result<T, ApiError> {
+    Err(ApiError::Network(format!(
+        "/api2/json/{path} can only be fetched by the browser"
+    )))
+}
+
+/// Logs in (`POST /access/ticket`); the server also sets the session cookie.
+pub async fn login(request: &TicketRequest) -> Result<Ticket, ApiError> {
+    let body = serde_json::to_string(request).map_err(|e| ApiError::Network(e.to_string()))?;
+    send(Method::Post, "access/ticket", Some(body), None).await
+}
+
+/// The REST API on behalf of the logged-in user: a 401 sends the UI back to the login page.
+#[derive(Clone, Copy)]
+pub struct Api {
+    auth: Auth,
+}
+
+impl Api {
+    /// An API client for the session in `auth`.
+    pub fn new(auth: Auth) -> Self {
+        Api { auth }
+    }
+
+    /// An API client for the session in context.
+    pub fn expect() -> Self {
+        Api::new(Auth::expect())
+    }
+
+    async fn call<T: DeserializeOwned>(
+        self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<T, ApiError> {
+        let csrf = match method {
+            Method::Get => None,
+            Method::Post | Method::Delete => self.auth.csrf_token(),
+        };
+        let result = send(method, path, body, csrf.as_deref()).await;
+        if let Err(ApiError::Unauthorized(_)) = &result {
+            self.auth.expired();
+        }
+        result
+    }
+
+    /// `GET /api2/json/{path}`.
+    pub async fn get<T: DeserializeOwned>(self, path: &str) -> Result<T, ApiError> {
+        self.call(Method::Get, path, None).await
+    }
+
+    /// `POST /api2/json/{path}` without a body, with the CSRF token.
+    pub async fn post<T: DeserializeOwned>(self, path: &str) -> Result<T, ApiError> {
+        self.call(Method::Post, path, None).await
+    }
+
+    /// `DELETE /access/ticket`: ends the session on the server.
+    pub async fn logout(self) -> Result<(), ApiError> {
+        self.call::<serde_json::Value>(Method::Delete, "access/ticket", None)
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /cluster/resources`.
+    pub async fn cluster_resources(self) -> Result<Vec<ClusterResource>, ApiError> {
+        self.get("cluster/resources").await
+    }
+
+    /// `GET /cluster/tasks` (newest first).
+    pub async fn cluster_tasks(self) -> Result<Vec<TaskSummary>, ApiError> {
+        self.get("cluster/tasks").await
+    }
+
+    /// `GET /cluster/status`.
+    pub async fn cluster_status(self) -> Result<Vec<ClusterStatusEntry>, ApiError> {
+        self.get("cluster/status").await
+    }
+
+    /// `GET /nodes/{node}/status`.
+    pub async fn node_status(self, node: &str) -> Result<NodeStatus, ApiError> {
+        self.get(&format!("nodes/{}/status", segment(node))).await
+    }
+
+    /// `GET /nodes/{node}/tasks/{upid}/status`.
+    pub async fn task_status(self, node: &str, upid: &str) -> Result<TaskSummary, ApiError> {
+        self.get(&format!(
+            "nodes/{}/tasks/{}/status",
+            segment(node),
+            segment(upid)
+        ))
+        .await
+    }
+
+    /// `GET /nodes/{node}/tasks/{upid}/log`.
+    pub async fn task_log(self, node: &str, upid: &str) -> Result<Vec<TaskLogLine>, ApiError> {
+        self.get(&format!(
+            "nodes/{}/tasks/{}/log",
+            segment(node),
+            segment(upid)
+        ))
+        .await
+    }
+
+    /// `POST /cluster/join-tokens`: a one-time token for `kiln-node join`.
+    pub async fn create_join_token(self) -> Result<JoinTokenCreated, ApiError> {
+        self.post("cluster/join-tokens").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_keep_upid_characters_and_escape_the_rest() {
+        assert_eq!(
+            segment("UPID:n1:0001:root@kiln:"),
+            "UPID:n1:0001:root@kiln:"
+        );
+        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn error_answers_carry_the_server_message() {
+        let body = r#"{"data":null,"message":"authentication failure"}"#;
+        assert_eq!(
+            decode::<Ticket>(401, "Unauthorized", body),
+            Err(ApiError::Unauthorized("authentication failure".into()))
+        );
+        let err = decode::<Ticket>(429, "Too Many Requests", "not json");
+        assert_eq!(
+            err,
+            Err(ApiError::Server {
+                status: 429,
+                message: "Too Many Requests".into()
+            })
+        );
+    }
+
+    #[test]
+    fn data_is_unwrapped_from_the_envelope() {
+        let body = r#"{"data":[{"n":1,"t":"started"}]}"#;
+        let lines: Vec<TaskLogLine> = decode(200, "OK", body).expect("valid log");
+        assert_eq!(lines[0].t, "started");
+        let unit: () = decode(200, "OK", r#"{"data":null}"#).expect("null data is unit");
+        assert_eq!(unit, ());
+    }
+}

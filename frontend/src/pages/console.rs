@@ -1,0 +1,103 @@
+//! The console after login: top bar, resource tree, content panel and task panel.
+
+use leptos::prelude::*;
+
+use crate::api::{Api, ApiError};
+use crate::components::banner::{Banner, ErrorBanner};
+use crate::components::datacenter::DatacenterSummary;
+use crate::components::node_summary::NodeSummary;
+use crate::components::tasks::TaskPanel;
+use crate::components::tree::{ResourceTree, Selection};
+use crate::events::{self, ClusterData};
+use crate::pages::use_hydrated;
+use crate::session::{Auth, UserSession};
+
+/// The console for a logged-in user.
+#[component]
+pub fn ConsolePage(
+    /// The logged-in user.
+    user: UserSession,
+) -> impl IntoView {
+    let auth = Auth::expect();
+    let api = Api::new(auth);
+    provide_context(api);
+    let banner = Banner::provide();
+    let data = ClusterData::provide();
+    let selection = RwSignal::new(Selection::Datacenter);
+    let hydrated = use_hydrated();
+
+    // Effects run in the browser only: that is where the live stream lives.
+    Effect::new(move || events::connect(data, api, banner));
+
+    let current = Memo::new(move |_| selection.get());
+    let content = move || match current.get() {
+        Selection::Datacenter => view! { <DatacenterSummary/> }.into_any(),
+        Selection::Node(node) => view! { <NodeSummary node/> }.into_any(),
+    };
+
+    view! {
+        <div class="console" data-testid="console" data-ready=move || hydrated.get().to_string()>
+            <TopBar user hydrated/>
+            <ErrorBanner/>
+            <div class="workspace">
+                <ResourceTree selection/>
+                <main class="content" aria-live="polite">{content}</main>
+            </div>
+            <TaskPanel/>
+        </div>
+    }
+}
+
+/// The top bar: logo, cluster name, stream state, user and Logout.
+#[component]
+fn TopBar(user: UserSession, hydrated: ReadSignal<bool>) -> impl IntoView {
+    let auth = Auth::expect();
+    let api = Api::expect();
+    let banner = Banner::expect();
+    let data = ClusterData::expect();
+    let leaving = RwSignal::new(false);
+
+    let logout = move |_| {
+        leaving.set(true);
+        leptos::task::spawn_local(async move {
+            match api.logout().await {
+                // 401: the session was already gone; either way the user is out.
+                Ok(()) | Err(ApiError::Unauthorized(_)) => auth.logged_out(),
+                Err(e) => {
+                    banner.show(format!("Logout failed: {e}"));
+                    leaving.set(false);
+                }
+            }
+        });
+    };
+
+    view! {
+        <header class="topbar">
+            <div class="brand">
+                <img src="/favicon.svg" alt="" width="24" height="24"/>
+                <span class="logo">"Kiln"</span>
+                <span class="version">"Virtual Environment"</span>
+            </div>
+            <div class="cluster-name" data-testid="cluster-name">
+                {move || auth.cluster_name()}
+            </div>
+            <div
+                class=move || format!("link-state {}", data.link.get().as_str())
+                data-testid="link-state"
+                title="State of the live update stream"
+            >
+                {move || data.link.get().label()}
+            </div>
+            <div class="user" data-testid="current-user">{user.username}</div>
+            <button
+                type="button"
+                class="button"
+                data-testid="logout"
+                disabled=move || !hydrated.get() || leaving.get()
+                on:click=logout
+            >
+                "Logout"
+            </button>
+        </header>
+    }
+}

@@ -1,0 +1,126 @@
+//! The node API: an axum router served over mutual TLS by [`crate::tls_server`].
+//!
+//! Only callers holding a cluster certificate ever reach these handlers; the TLS layer refuses
+//! everyone else. Errors answer with [`ErrorBody`] JSON.
+
+mod status;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use kiln_node_client::wire::{ErrorBody, NodeFacts};
+use tokio::sync::watch;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The latest host facts, refreshed by the sampler task.
+    pub facts: watch::Receiver<NodeFacts>,
+}
+
+/// The node API router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/status", get(status::status))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no such node API endpoint: {}", uri.path()),
+    )
+    .into_response()
+}
+
+/// An error answer: an HTTP status and a message for a human.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                message: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    fn facts() -> NodeFacts {
+        NodeFacts {
+            name: "n1".into(),
+            api_version: 1,
+            agent_version: "0.1.0".into(),
+            uptime_secs: 1,
+            cpus: 2,
+            cpu_model: "cpu".into(),
+            cpu_sockets: 1,
+            cpu_usage: 0.5,
+            loadavg: [0.0; 3],
+            mem_total: 10,
+            mem_used: 5,
+            kvm: true,
+            kernel: "6.1".into(),
+        }
+    }
+
+    async fn call(uri: &str, facts: watch::Receiver<NodeFacts>) -> (StatusCode, Vec<u8>) {
+        let response = router(AppState { facts })
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, body.to_vec())
+    }
+
+    #[tokio::test]
+    async fn status_answers_the_latest_sampled_facts() {
+        let (tx, rx) = watch::channel(facts());
+        let mut newer = facts();
+        newer.uptime_secs = 99;
+        tx.send_replace(newer.clone());
+        let (status, body) = call("/v1/status", rx).await;
+        assert_eq!(status, StatusCode::OK);
+        let got: NodeFacts = serde_json::from_slice(&body).expect("NodeFacts JSON");
+        assert_eq!(got, newer);
+    }
+
+    #[tokio::test]
+    async fn unknown_endpoints_answer_404_with_a_message() {
+        let (_tx, rx) = watch::channel(facts());
+        let (status, body) = call("/v1/nope", rx).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            ErrorBody::message_from(&body),
+            "no such node API endpoint: /v1/nope"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! `GET /v1/status`: the heartbeat.
+
+use axum::extract::State;
+use axum::Json;
+use kiln_node_client::wire::NodeFacts;
+
+use super::AppState;
+
+/// The latest sampled facts; never touches `/proc` itself.
+pub async fn status(State(state): State<AppState>) -> Json<NodeFacts> {
+    Json(state.facts.borrow().clone())
+}

@@ -1,0 +1,191 @@
+//! Shared helpers of the kiln-node integration tests: a throw-away cluster CA, data
+//! directories written by hand, and real `kiln-node` processes killed on drop.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kiln_node_client::ClusterIdentity;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+};
+
+/// A certificate authority made for one test.
+pub struct TestCa {
+    /// The CA certificate (PEM).
+    pub pem: String,
+    /// The CA certificate (DER).
+    pub der: Vec<u8>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(common_name: &str) -> Self {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        let cert = params.self_signed(&key).expect("self-signed CA");
+        TestCa {
+            pem: cert.pem(),
+            der: cert.der().to_vec(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate for `name` (CN and SAN; an IP literal becomes an IP SAN), usable as TLS
+    /// server and client certificate, with its key: `(cert_pem, key_pem)`.
+    pub fn issue(&self, name: &str) -> (String, String) {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("leaf key");
+        let mut params = CertificateParams::new(vec![name.to_owned()]).expect("leaf params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.issuer).expect("signed leaf");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// Signs a PEM certificate signing request as the cluster server would.
+    pub fn sign_csr(&self, csr_pem: &str) -> String {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).expect("CSR");
+        csr.params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        csr.signed_by(&self.issuer).expect("signed CSR").pem()
+    }
+
+    /// A cluster identity for `name`, issued by this CA.
+    pub fn identity(&self, name: &str) -> ClusterIdentity {
+        let (cert_pem, key_pem) = self.issue(name);
+        ClusterIdentity {
+            ca_pem: self.pem.clone(),
+            cert_pem,
+            key_pem,
+        }
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Writes a joined node's data directory by hand.
+pub fn write_data_dir(dir: &Path, name: &str, port: u16, identity: &ClusterIdentity) {
+    let config = serde_json::json!({
+        "name": name,
+        "listen": format!("127.0.0.1:{port}"),
+        "advertise": format!("https://127.0.0.1:{port}"),
+        "server_url": "https://127.0.0.1:1",
+    });
+    std::fs::write(dir.join("node.json"), config.to_string()).expect("node.json");
+    std::fs::write(dir.join("node.key"), &identity.key_pem).expect("node.key");
+    std::fs::write(dir.join("node.crt"), &identity.cert_pem).expect("node.crt");
+    std::fs::write(dir.join("ca.crt"), &identity.ca_pem).expect("ca.crt");
+}
+
+/// A running `kiln-node run`; killed when dropped.
+pub struct Agent {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Agent {
+    /// Starts an agent named `name` with `identity` in a fresh data directory.
+    pub fn start(name: &str, identity: &ClusterIdentity) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        write_data_dir(dir.path(), name, port, identity);
+        let mut agent = Agent::run(dir.path(), port);
+        agent._dir = Some(dir);
+        agent
+    }
+
+    /// Starts `kiln-node run` on an existing data directory, listening on `port`.
+    pub fn run(data_dir: &Path, port: u16) -> Agent {
+        let log = data_dir.join("agent.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_kiln-node"))
+            .arg("run")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start kiln-node");
+        let mut agent = Agent {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+            _dir: None,
+        };
+        agent.wait_until_listening();
+        agent
+    }
+
+    fn wait_until_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("kiln-node exited with {status}:\n{}", self.log());
+            }
+            if TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "kiln-node did not listen on {} in time:\n{}",
+                    self.addr,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The node API URL.
+    pub fn api_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The agent's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What the agent logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

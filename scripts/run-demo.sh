@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Start kiln-server on https://127.0.0.1:8006 and a demo cluster of three kiln-node agents on
+# loopback, joining them on first start. Data lives under ./data and is reused on the next run.
+# Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-target/release}
+data=${KILN_DEMO_DATA:-data}
+listen=${KILN_LISTEN:-127.0.0.1:8006}
+url="https://$listen"
+mkdir -p "$data"
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo; echo "[kiln] stopping..."
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "[kiln] stopped"
+}
+trap cleanup INT TERM EXIT
+
+"$bin/kiln-server" run --listen "$listen" --data-dir "$data/server" --site-root target/site &
+pids+=($!)
+
+for _ in $(seq 1 100); do
+  curl -ks -o /dev/null "$url/api2/kiln/ca" && break
+  kill -0 "${pids[0]}" 2>/dev/null || { echo "[kiln] kiln-server exited; see above"; exit 1; }
+  sleep 0.1
+done
+
+for i in 1 2 3; do
+  dir="$data/n$i"
+  if [ ! -f "$dir/node.json" ]; then
+    token=$("$bin/kiln-server" join-token --data-dir "$data/server")
+    "$bin/kiln-node" join "$url" "$token" --name "n$i" --listen "127.0.0.1:810$i" --data-dir "$dir"
+  fi
+  "$bin/kiln-node" run --data-dir "$dir" &
+  pids+=($!)
+done
+
+cat <<MSG
+
+[kiln] Kiln is running: open $url  (self-signed certificate: accept it in the browser)
+[kiln] log in as root@kiln with ${KILN_ADMIN_PASSWORD:+the password in KILN_ADMIN_PASSWORD}${KILN_ADMIN_PASSWORD:-the password printed above at the first start}
+[kiln] demo nodes n1, n2, n3 on 127.0.0.1:8101-8103; data in ./$data; Ctrl-C stops everything
+
+MSG
+wait -n "${pids[@]}" || true

@@ -1,0 +1,45 @@
+//! The REST API: Proxmox-compatible under `/api2/json`, Kiln's own under `/api2/kiln`.
+
+mod access;
+mod cluster;
+pub mod error;
+mod events;
+pub mod join;
+mod nodes;
+pub mod params;
+mod tasks;
+mod version;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::AppState;
+use error::ApiError;
+
+/// Every API route. Each handler checks authentication (the [`crate::auth::AuthUser`]
+/// extractor) and privileges itself; the CSRF token is enforced by the auth middleware.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api2/json/version", get(version::get))
+        .route("/api2/json/access/ticket", post(access::login).delete(access::logout))
+        .route("/api2/json/nodes", get(nodes::list))
+        .route("/api2/json/nodes/{node}/status", get(nodes::status))
+        .route("/api2/json/nodes/{node}/tasks", get(tasks::list_node))
+        .route("/api2/json/nodes/{node}/tasks/{upid}/status", get(tasks::status))
+        .route("/api2/json/nodes/{node}/tasks/{upid}/log", get(tasks::log))
+        .route("/api2/json/cluster/status", get(cluster::status))
+        .route("/api2/json/cluster/resources", get(cluster::resources))
+        .route("/api2/json/cluster/tasks", get(tasks::list_cluster))
+        .route("/api2/json/cluster/join-tokens", post(join::create_token))
+        .route("/api2/kiln/ca", get(join::ca))
+        .route("/api2/kiln/join", post(join::join))
+        .route("/api2/kiln/events", get(events::stream))
+        .route("/api2/{*rest}", axum::routing::any(unknown_path))
+        .layer(DefaultBodyLimit::max(params::MAX_BODY))
+}
+
+async fn unknown_path(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no API method at {}", uri.path()))
+}

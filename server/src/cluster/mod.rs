@@ -1,0 +1,7 @@
+//! The live picture of the cluster: which nodes answer their heartbeat, their latest facts,
+//! and a change signal the UI's event stream listens to.
+
+pub mod heartbeat;
+mod registry;
+
+pub use registry::{ChangeSignal, NodeRegistry, NodeRuntime};

@@ -1,0 +1,83 @@
+//! Command-line and environment configuration of `kiln-server`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Kiln console server: web UI, REST API and cluster state.
+#[derive(Debug, Parser)]
+#[command(name = "kiln-server", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Run(RunArgs),
+    /// Create a one-time join token for `kiln-node join` and print it.
+    JoinToken(JoinTokenArgs),
+}
+
+/// Options of `kiln-server run`.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Address for HTTPS (web UI and API).
+    #[arg(long, env = "KILN_LISTEN", default_value = "127.0.0.1:8006")]
+    pub listen: SocketAddr,
+    /// Directory for the database and the PKI.
+    #[arg(long, env = "KILN_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Directory of the built web UI (cargo-leptos's site root).
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+    /// Name of the cluster, shown in the UI.
+    #[arg(long, env = "KILN_CLUSTER_NAME", default_value = "kiln")]
+    pub cluster_name: String,
+    /// Extra DNS names or IPs for the HTTPS certificate (when it is first created).
+    #[arg(long = "tls-san", env = "KILN_TLS_SANS", value_delimiter = ',')]
+    pub tls_sans: Vec<String>,
+    /// Milliseconds between two heartbeats to each node.
+    #[arg(long, env = "KILN_HEARTBEAT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub heartbeat_ms: u64,
+    /// A node silent this long is marked offline.
+    #[arg(long, env = "KILN_NODE_TIMEOUT_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub node_timeout_secs: u64,
+    /// A failed login is answered after this delay (as Proxmox does), in milliseconds.
+    #[arg(long, env = "KILN_LOGIN_FAILURE_DELAY_MS", default_value_t = 2000)]
+    pub login_failure_delay_ms: u64,
+    /// A session unused this long ends (seconds).
+    #[arg(long, env = "KILN_SESSION_IDLE_SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_idle_secs: u64,
+    /// A session ends this long after login (seconds).
+    #[arg(long, env = "KILN_SESSION_MAX_SECS", default_value_t = 8 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_max_secs: u64,
+}
+
+/// Options of `kiln-server join-token`.
+#[derive(Debug, Args, Clone)]
+pub struct JoinTokenArgs {
+    /// The server's data directory.
+    #[arg(long, env = "KILN_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Lifetime of the token in seconds.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=7 * 24 * 3600))]
+    pub ttl_secs: u64,
+}
+
+impl RunArgs {
+    /// Heartbeat period.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// Silence after which a node is offline.
+    pub fn node_timeout(&self) -> Duration {
+        Duration::from_secs(self.node_timeout_secs)
+    }
+}

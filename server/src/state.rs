@@ -1,0 +1,59 @@
+//! [`AppState`]: what every handler can reach.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use kiln_node_client::ClusterIdentity;
+use leptos::config::LeptosOptions;
+
+use crate::auth::ratelimit::LoginLimiter;
+use crate::auth::session::SessionPolicy;
+use crate::cluster::{ChangeSignal, NodeRegistry};
+use crate::db::Db;
+use crate::pki::ClusterCa;
+use crate::tasks::TaskManager;
+
+/// Shared server state (cheap to clone).
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+/// The fields of [`AppState`].
+pub struct Inner {
+    /// Database.
+    pub db: Db,
+    /// Cluster CA (signs node certificates).
+    pub ca: ClusterCa,
+    /// The identity the server presents to nodes.
+    pub identity: ClusterIdentity,
+    /// Live node state.
+    pub nodes: NodeRegistry,
+    /// Change signal for the UI event stream.
+    pub changes: Arc<ChangeSignal>,
+    /// Task manager.
+    pub tasks: TaskManager,
+    /// Failed-login throttling.
+    pub login_limiter: LoginLimiter,
+    /// Delay before answering a failed login.
+    pub login_failure_delay: Duration,
+    /// Session lifetimes.
+    pub session_policy: SessionPolicy,
+    /// Cluster name.
+    pub cluster_name: String,
+    /// Leptos site options.
+    pub leptos: LeptosOptions,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}

@@ -1,0 +1,193 @@
+//! Tasks: every long action gets a UPID, a status, an exit status and a log in the database,
+//! and the UI's task panel hears about every start and finish.
+
+mod upid;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use upid::{InvalidUpid, Upid};
+
+use crate::cluster::ChangeSignal;
+use crate::db::{unix_now, Db, DbError, TaskRecord};
+
+/// Exit status of a successful task.
+pub const OK: &str = "OK";
+
+/// Starts tasks.
+#[derive(Debug)]
+pub struct TaskManager {
+    db: Db,
+    changes: Arc<ChangeSignal>,
+    pid: u32,
+    counter: AtomicU64,
+}
+
+impl TaskManager {
+    /// A task manager writing to `db` and announcing on `changes`.
+    pub fn new(db: Db, changes: Arc<ChangeSignal>) -> Self {
+        TaskManager {
+            db,
+            changes,
+            pid: std::process::id(),
+            // Seeded with the start time so UPIDs stay unique across restarts with the same pid.
+            counter: AtomicU64::new((unix_now() as u64) & 0xFFFF_FFFF),
+        }
+    }
+
+    /// Start a task of type `kind` on object `id` for `user`, concerning `node`.
+    pub async fn start(&self, node: &str, kind: &str, id: &str, user: &str) -> Result<TaskHandle, DbError> {
+        let upid = Upid {
+            node: node.to_owned(),
+            pid: self.pid,
+            pstart: self.counter.fetch_add(1, Ordering::Relaxed) & 0xFFFF_FFFF,
+            starttime: unix_now(),
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+            user: user.to_owned(),
+        };
+        let text = upid.to_string();
+        self.db
+            .insert_task(&TaskRecord {
+                upid: text.clone(),
+                node: upid.node.clone(),
+                pid: upid.pid,
+                pstart: upid.pstart,
+                starttime: upid.starttime,
+                kind: upid.kind.clone(),
+                id: upid.id.clone(),
+                user: upid.user.clone(),
+                status: "running".into(),
+                exitstatus: None,
+                endtime: None,
+            })
+            .await?;
+        tracing::info!(upid = %text, "task started");
+        self.changes.notify();
+        Ok(TaskHandle {
+            upid: text,
+            db: self.db.clone(),
+            changes: self.changes.clone(),
+            lines: 0,
+            finished: false,
+        })
+    }
+}
+
+/// A running task: write its log, then finish it. Dropping it unfinished marks it failed.
+#[derive(Debug)]
+pub struct TaskHandle {
+    upid: String,
+    db: Db,
+    changes: Arc<ChangeSignal>,
+    lines: u64,
+    finished: bool,
+}
+
+impl TaskHandle {
+    /// The task's UPID.
+    pub fn upid(&self) -> &str {
+        &self.upid
+    }
+
+    /// Append a line to the task log.
+    pub async fn log(&mut self, line: impl Into<String>) -> Result<(), DbError> {
+        let line = line.into();
+        self.lines += 1;
+        tracing::info!(upid = %self.upid, "{line}");
+        self.db.append_task_log(&self.upid, self.lines, &line).await
+    }
+
+    /// Finish the task: `Ok` gives exit status `OK`, `Err(reason)` gives the reason (also
+    /// written as the last log line, as Proxmox does with `TASK ERROR: ...`).
+    pub async fn finish(mut self, result: Result<(), String>) -> Result<(), DbError> {
+        self.finished = true;
+        let status = match &result {
+            Ok(()) => {
+                self.log("TASK OK").await?;
+                OK.to_owned()
+            }
+            Err(reason) => {
+                self.log(format!("TASK ERROR: {reason}")).await?;
+                reason.clone()
+            }
+        };
+        self.db.finish_task(&self.upid, &status, unix_now()).await?;
+        self.changes.notify();
+        Ok(())
+    }
+}
+
+impl Drop for TaskHandle {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let (db, upid, changes) = (self.db.clone(), self.upid.clone(), self.changes.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let reason = "task aborted (worker ended without a result)";
+                if let Err(e) = db.finish_task(&upid, reason, unix_now()).await {
+                    tracing::error!(%upid, "cannot mark aborted task: {e}");
+                }
+                changes.notify();
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::test_util::temp_db;
+    use crate::db::TaskFilter;
+
+    #[tokio::test]
+    async fn a_task_records_its_log_and_exit_status() {
+        let (db, _dir) = temp_db().await;
+        let tm = TaskManager::new(db.clone(), Arc::default());
+        let mut t = tm.start("n1", "nodejoin", "n1", "root@kiln").await.unwrap();
+        let upid = t.upid().to_owned();
+        assert_eq!(db.task(&upid).await.unwrap().unwrap().status, "running");
+        t.log("signing certificate").await.unwrap();
+        t.finish(Err("node name taken".into())).await.unwrap();
+        let rec = db.task(&upid).await.unwrap().unwrap();
+        assert_eq!(rec.status, "stopped");
+        assert_eq!(rec.exitstatus.as_deref(), Some("node name taken"));
+        let log = db.task_log(&upid, 0, 50).await.unwrap();
+        assert_eq!(log[0], (1, "signing certificate".to_string()));
+        assert_eq!(log[1].1, "TASK ERROR: node name taken");
+        let errors = TaskFilter {
+            errors_only: true,
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(db.tasks(&errors).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn upids_are_unique_and_parse() {
+        let (db, _dir) = temp_db().await;
+        let tm = TaskManager::new(db, Arc::default());
+        let a = tm.start("n1", "t", "", "root@kiln").await.unwrap();
+        let b = tm.start("n1", "t", "", "root@kiln").await.unwrap();
+        assert_ne!(a.upid(), b.upid());
+        assert!(a.upid().parse::<Upid>().is_ok());
+        a.finish(Ok(())).await.unwrap();
+        b.finish(Ok(())).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_dropped_task_is_marked_aborted() {
+        let (db, _dir) = temp_db().await;
+        let tm = TaskManager::new(db.clone(), Arc::default());
+        let upid = tm.start("n1", "t", "", "root@kiln").await.unwrap().upid().to_owned();
+        for _ in 0..50 {
+            if db.task(&upid).await.unwrap().unwrap().status == "stopped" {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("dropped task still running");
+    }
+}

@@ -1,0 +1,300 @@
+//! Test harness: starts real `kiln-server` and `kiln-node` processes on loopback ports it
+//! picks, and kills them (and deletes their data) when dropped.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Password of `root@kiln` in every test cluster.
+pub const ADMIN_PASSWORD: &str = "kiln-test-admin-pw";
+
+/// Server settings a test may change.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub node_timeout_secs: u64,
+    pub login_failure_delay_ms: u64,
+    pub session_idle_secs: u64,
+    pub session_max_secs: u64,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            node_timeout_secs: 3,
+            login_failure_delay_ms: 50,
+            session_idle_secs: 600,
+            session_max_secs: 3600,
+        }
+    }
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn node_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("KILN_NODE_BIN") {
+        return p.into();
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/kiln-node");
+    assert!(
+        p.exists(),
+        "{} is missing: build it first with `cargo build -p kiln-node` (make test does)",
+        p.display()
+    );
+    p
+}
+
+fn log_file(dir: &Path, name: &str) -> Stdio {
+    std::fs::File::create(dir.join(format!("{name}.log")))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
+/// A running test cluster.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    pub base: String,
+    server: Proc,
+    nodes: Mutex<HashMap<String, (Option<Proc>, PathBuf)>>,
+    ca_pem: String,
+}
+
+impl Cluster {
+    /// Start a server and wait until it answers.
+    pub async fn start(opts: ServerOptions) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let server = Command::new(env!("CARGO_BIN_EXE_kiln-server"))
+            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir.path().join("server"))
+            .arg("--site-root")
+            .arg(dir.path().join("no-site"))
+            .args(["--heartbeat-ms", "300"])
+            .args(["--node-timeout-secs", &opts.node_timeout_secs.to_string()])
+            .args(["--login-failure-delay-ms", &opts.login_failure_delay_ms.to_string()])
+            .args(["--session-idle-secs", &opts.session_idle_secs.to_string()])
+            .args(["--session-max-secs", &opts.session_max_secs.to_string()])
+            .env("KILN_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .stdout(log_file(dir.path(), "server-out"))
+            .stderr(log_file(dir.path(), "server"))
+            .spawn()
+            .expect("spawn kiln-server");
+        let server = Proc(server);
+        let base = format!("https://127.0.0.1:{port}");
+        let ca_path = dir.path().join("server/pki/ca.crt");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if ca_path.exists() && tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "kiln-server did not start; see {}", dir.path().display());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ca_pem = std::fs::read_to_string(&ca_path).expect("ca.crt");
+        Cluster {
+            dir,
+            base,
+            server,
+            nodes: Mutex::default(),
+            ca_pem,
+        }
+    }
+
+    fn client(&self) -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca"))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client")
+    }
+
+    /// A fresh join token from `kiln-server join-token`.
+    pub fn join_token(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln-server"))
+            .arg("join-token")
+            .arg("--data-dir")
+            .arg(self.dir.path().join("server"))
+            .output()
+            .expect("kiln-server join-token");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+    }
+
+    /// Run `kiln-node join` for `name`; `Err` holds its error output.
+    pub async fn join_with_token(&self, name: &str, token: &str) -> Result<(), String> {
+        let data = self.dir.path().join(name);
+        let listen = format!("127.0.0.1:{}", free_port());
+        let out = tokio::process::Command::new(node_bin())
+            .args(["join", &self.base, token, "--name", name, "--listen", &listen])
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .await
+            .expect("kiln-node join");
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        self.nodes
+            .lock()
+            .expect("lock")
+            .insert(name.to_owned(), (None, data));
+        Ok(())
+    }
+
+    /// Join a node and start its agent.
+    pub async fn add_node(&self, name: &str) {
+        let token = self.join_token();
+        self.join_with_token(name, &token).await.expect("join");
+        self.restart_node(name);
+    }
+
+    /// Start (again) the agent of a joined node.
+    pub fn restart_node(&self, name: &str) {
+        let mut nodes = self.nodes.lock().expect("lock");
+        let entry = nodes.get_mut(name).expect("joined node");
+        let child = Command::new(node_bin())
+            .arg("run")
+            .arg("--data-dir")
+            .arg(&entry.1)
+            .stdout(Stdio::null())
+            .stderr(log_file(self.dir.path(), name))
+            .spawn()
+            .expect("spawn kiln-node");
+        entry.0 = Some(Proc(child));
+    }
+
+    /// SIGKILL a node's agent.
+    pub fn kill_node(&self, name: &str) {
+        let mut nodes = self.nodes.lock().expect("lock");
+        nodes.get_mut(name).expect("joined node").0 = None;
+    }
+
+    /// Try a login; status and body.
+    pub async fn try_login(&self, user: &str, password: &str) -> (u16, Value) {
+        let res = self
+            .client()
+            .post(format!("{}/api2/json/access/ticket", self.base))
+            .json(&serde_json::json!({"username": user, "password": password}))
+            .send()
+            .await
+            .expect("login request");
+        let code = res.status().as_u16();
+        (code, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Log in as root@kiln.
+    pub async fn login(&self) -> Api {
+        let (code, body) = self.try_login("root@kiln", ADMIN_PASSWORD).await;
+        assert_eq!(code, 200, "login failed: {body}");
+        Api {
+            client: self.client(),
+            base: self.base.clone(),
+            ticket: body["data"]["ticket"].as_str().expect("ticket").to_owned(),
+            csrf: body["data"]["CSRFPreventionToken"].as_str().expect("csrf").to_owned(),
+        }
+    }
+
+    /// GET without any session.
+    pub async fn anonymous_get(&self, path: &str) -> (u16, Value) {
+        let res = self.client().get(format!("{}{path}", self.base)).send().await.expect("get");
+        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// An authenticated API client (cookie `PVEAuthCookie` + CSRF header, as Proxmox clients do).
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
+    pub ticket: String,
+    pub csrf: String,
+}
+
+impl Api {
+    async fn send(&self, req: reqwest::RequestBuilder, csrf: Option<&str>) -> (u16, Value) {
+        let mut req = req.header("Cookie", format!("PVEAuthCookie={}", self.ticket));
+        if let Some(c) = csrf {
+            req = req.header("CSRFPreventionToken", c);
+        }
+        let res = req.send().await.expect("request");
+        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.client.get(format!("{}{path}", self.base)), None).await
+    }
+
+    pub async fn post(&self, path: &str, json: &str) -> (u16, Value) {
+        let csrf = self.csrf.clone();
+        self.post_raw(path, Some(&csrf), json).await
+    }
+
+    pub async fn post_raw(&self, path: &str, csrf: Option<&str>, json: &str) -> (u16, Value) {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .body(json.to_owned());
+        self.send(req, csrf).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(self.client.delete(format!("{}{path}", self.base)), Some(&self.csrf)).await
+    }
+
+    /// Poll `/nodes` until all `names` are online; returns the list.
+    pub async fn wait_for_nodes_online(&self, names: &[&str], within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (code, body) = self.get("/api2/json/nodes").await;
+            assert_eq!(code, 200, "{body}");
+            let list = body["data"].clone();
+            let online = names.iter().all(|n| {
+                list.as_array()
+                    .is_some_and(|a| a.iter().any(|e| e["node"] == *n && e["status"] == "online"))
+            });
+            if online {
+                return list;
+            }
+            assert!(Instant::now() < deadline, "nodes {names:?} not online: {list}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Poll until `node` has `state` in `/nodes`.
+    pub async fn wait_for_node_state(&self, node: &str, state: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let body = self.get("/api2/json/nodes").await.1;
+            if body["data"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|e| e["node"] == node && e["status"] == state))
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{node} not {state}: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
