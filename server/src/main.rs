@@ -76,7 +76,10 @@ async fn ensure_admin(db: &Db) -> anyhow::Result<()> {
         // Printed once, on the terminal only (never into the log).
         println!("\nCreated the administrator {}; its password is: {password}\n(shown only now; set KILN_ADMIN_PASSWORD before the first start to choose it)\n", auth::privilege::ROOT);
     } else {
-        tracing::info!("created the administrator {} with the password from KILN_ADMIN_PASSWORD", auth::privilege::ROOT);
+        tracing::info!(
+            "created the administrator {} with the password from KILN_ADMIN_PASSWORD",
+            auth::privilege::ROOT
+        );
     }
     Ok(())
 }
@@ -104,9 +107,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         absolute: Duration::from_secs(args.session_max_secs),
     };
     let store = SqliteStore::new(db.pool().clone());
-    store.migrate().await.context("cannot prepare the session table")?;
-    tokio::spawn(store.clone().continuously_delete_expired(Duration::from_secs(60)));
-    let sessions = SessionManagerLayer::new(store)
+    store
+        .migrate()
+        .await
+        .context("cannot prepare the session table")?;
+    tokio::spawn(
+        store
+            .clone()
+            .continuously_delete_expired(Duration::from_secs(60)),
+    );
+    let sessions = SessionManagerLayer::new(store.clone())
         .with_name(COOKIE_NAME)
         .with_secure(true)
         .with_http_only(true)
@@ -140,6 +150,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         login_limiter: LoginLimiter::new(LoginLimits::default()),
         login_failure_delay: Duration::from_millis(args.login_failure_delay_ms),
         session_policy,
+        sessions: store,
         cluster_name: args.cluster_name.clone(),
         leptos,
     }));
@@ -197,9 +208,13 @@ async fn join_token(args: JoinTokenArgs) -> anyhow::Result<()> {
     let db = open_db(&args.data_dir).await?;
     let pki = ServerPki::load_or_create(&args.data_dir.join("pki"), &[])
         .context("cannot read the cluster PKI; has kiln-server run once in this data directory?")?;
-    let (token, _) =
-        api::join::create_join_token(&db, pki.ca.fingerprint(), auth::privilege::ROOT, args.ttl_secs)
-            .await?;
+    let (token, _) = api::join::create_join_token(
+        &db,
+        pki.ca.fingerprint(),
+        auth::privilege::ROOT,
+        args.ttl_secs,
+    )
+    .await?;
     println!("{token}");
     Ok(())
 }

@@ -216,11 +216,10 @@ impl ClusterCa {
     ) -> Result<String, PkiError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| PkiError::BadCsr(e.to_string()))?;
-        let mut sans = vec![SanType::DnsName(
-            node_name
-                .try_into()
-                .map_err(|_| PkiError::BadCsr("node name is not a DNS name".into()))?,
-        )];
+        let mut sans =
+            vec![SanType::DnsName(node_name.try_into().map_err(|_| {
+                PkiError::BadCsr("node name is not a DNS name".into())
+            })?)];
         sans.push(host_san(api_host)?);
         self.issue(node_name, sans, true, true, &csr.public_key)
     }
@@ -316,7 +315,9 @@ mod tests {
         assert_eq!(a.ca.fingerprint(), b.ca.fingerprint());
         assert_eq!(a.https.cert_pem, b.https.cert_pem);
         let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(dir.path().join("ca.key")).unwrap().permissions(),
+            &std::fs::metadata(dir.path().join("ca.key"))
+                .unwrap()
+                .permissions(),
         );
         assert_eq!(mode & 0o077, 0, "CA key must be private");
     }

@@ -38,6 +38,8 @@ pub struct Inner {
     pub login_failure_delay: Duration,
     /// Session lifetimes.
     pub session_policy: SessionPolicy,
+    /// The session store (long-lived streams re-check their session in it).
+    pub sessions: tower_sessions_sqlx_store::SqliteStore,
     /// Cluster name.
     pub cluster_name: String,
     /// Leptos site options.

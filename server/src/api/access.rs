@@ -125,7 +125,11 @@ mod tests {
 
     #[test]
     fn bad_credentials_shapes_are_parameter_errors() {
-        for (u, p, field) in [("", "x", "username"), ("a:b", "x", "username"), ("root", "", "password")] {
+        for (u, p, field) in [
+            ("", "x", "username"),
+            ("a:b", "x", "username"),
+            ("root", "", "password"),
+        ] {
             let Err(ApiError::Params(m)) = validate(&req(u, p)) else {
                 panic!("{u:?}/{p:?} accepted")
             };

@@ -11,7 +11,10 @@ use crate::auth::{authorize, AuthUser, Privilege};
 use crate::state::AppState;
 
 /// `GET /api2/json/cluster/status`.
-pub async fn status(State(app): State<AppState>, user: AuthUser) -> ApiResult<Vec<ClusterStatusEntry>> {
+pub async fn status(
+    State(app): State<AppState>,
+    user: AuthUser,
+) -> ApiResult<Vec<ClusterStatusEntry>> {
     authorize(&user.userid, "/", Privilege::SysAudit)?;
     let timeout = app.nodes.timeout();
     let nodes = app.db.nodes().await?;
@@ -67,12 +70,9 @@ pub async fn visible_resources(
 ) -> Result<Vec<ClusterResource>, ApiError> {
     let mut out = Vec::new();
     if kind.is_none() || kind == Some("node") {
-        out.extend(
-            node_resources(app)
-                .await?
-                .into_iter()
-                .filter(|r| authorize(userid, &format!("/nodes/{}", r.node), Privilege::SysAudit).is_ok()),
-        );
+        out.extend(node_resources(app).await?.into_iter().filter(|r| {
+            authorize(userid, &format!("/nodes/{}", r.node), Privilege::SysAudit).is_ok()
+        }));
     }
     Ok(out)
 }
@@ -86,7 +86,12 @@ pub async fn resources(
     let kind = q.kind.as_deref();
     if let Some(k) = kind {
         if !matches!(k, "vm" | "storage" | "node" | "sdn") {
-            return Err(ApiError::param("type", format!("value '{k}' does not have a value in the enumeration 'vm, storage, node, sdn'")));
+            return Err(ApiError::param(
+                "type",
+                format!(
+                    "value '{k}' does not have a value in the enumeration 'vm, storage, node, sdn'"
+                ),
+            ));
         }
     }
     Ok(ok(visible_resources(&app, &user.userid, kind).await?))

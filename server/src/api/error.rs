@@ -42,7 +42,9 @@ pub enum ApiError {
     #[error("request body too large: the API accepts at most {0} KiB")]
     TooLarge(usize),
     /// The body is not JSON or a form.
-    #[error("unsupported content type: send application/json or application/x-www-form-urlencoded")]
+    #[error(
+        "unsupported content type: send application/json or application/x-www-form-urlencoded"
+    )]
     UnsupportedMediaType,
     /// Too many failed logins.
     #[error("{message}")]
@@ -70,9 +72,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthenticated | ApiError::AuthFailed => StatusCode::UNAUTHORIZED,
-            ApiError::Csrf | ApiError::Forbidden(_) | ApiError::Refused(_) => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::Csrf | ApiError::Forbidden(_) | ApiError::Refused(_) => StatusCode::FORBIDDEN,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Params(_) => StatusCode::BAD_REQUEST,
@@ -139,7 +139,9 @@ mod tests {
     use super::*;
 
     async fn body_json(res: Response) -> serde_json::Value {
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
         serde_json::from_slice(&bytes).unwrap()
     }
 

@@ -11,7 +11,7 @@ use kiln_api_types::ClusterEvent;
 use super::cluster::visible_resources;
 use super::error::ApiError;
 use super::tasks::recent;
-use crate::auth::AuthUser;
+use crate::auth::{session, AuthUser};
 use crate::state::AppState;
 
 /// At most one event per this period, however often the cluster changes.
@@ -28,10 +28,20 @@ async fn snapshot(app: &AppState, userid: &str) -> Result<ClusterEvent, ApiError
 pub async fn stream(
     State(app): State<AppState>,
     user: AuthUser,
+    session: tower_sessions::Session,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut changes = app.changes.subscribe();
+    let id = session.id();
     let stream = async_stream_lite(move |tx| async move {
         loop {
+            // The stream outlives the request that opened it: end it with the session.
+            let valid = match &id {
+                Some(id) => session::still_valid(&app.sessions, id, &app.session_policy).await,
+                None => false,
+            };
+            if !valid {
+                return;
+            }
             match snapshot(&app, &user.userid).await {
                 Ok(ev) => {
                     let event = Event::default().json_data(&ev).unwrap_or_default();

@@ -62,9 +62,13 @@ pub async fn create_token(
     authorize(&user.userid, "/", Privilege::SysModify)?;
     let ttl = req.ttl.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
     if !(60..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
-        return Err(ApiError::param("ttl", format!("must be between 60 and {MAX_TOKEN_TTL_SECS} seconds")));
+        return Err(ApiError::param(
+            "ttl",
+            format!("must be between 60 and {MAX_TOKEN_TTL_SECS} seconds"),
+        ));
     }
-    let (token, expires) = create_join_token(&app.db, app.ca.fingerprint(), &user.userid, ttl).await?;
+    let (token, expires) =
+        create_join_token(&app.db, app.ca.fingerprint(), &user.userid, ttl).await?;
     Ok(ok(JoinTokenCreated {
         token: token.to_string(),
         expires,
@@ -74,24 +78,31 @@ pub async fn create_token(
 /// `GET /api2/kiln/ca`: the cluster CA certificate (public; joining nodes check it against
 /// the fingerprint in their token).
 pub async fn ca(State(app): State<AppState>) -> impl IntoResponse {
-    ([(CONTENT_TYPE, "application/x-pem-file")], app.ca.cert_pem().to_owned())
+    (
+        [(CONTENT_TYPE, "application/x-pem-file")],
+        app.ca.cert_pem().to_owned(),
+    )
 }
 
 /// Validate the parts of a join request that need no database.
 fn validate(app: &AppState, req: &JoinRequest) -> Result<(JoinToken, NodeName, String), ApiError> {
-    let token: JoinToken = req
-        .token
-        .parse()
-        .map_err(|e: kiln_node_client::MalformedJoinToken| ApiError::param("token", e.to_string()))?;
+    let token: JoinToken =
+        req.token
+            .parse()
+            .map_err(|e: kiln_node_client::MalformedJoinToken| {
+                ApiError::param("token", e.to_string())
+            })?;
     if token.ca_fingerprint != app.ca.fingerprint() {
         return Err(ApiError::Refused(
             "this join token belongs to another cluster (its CA fingerprint differs)".into(),
         ));
     }
-    let name: NodeName = req
-        .node_name
-        .parse()
-        .map_err(|e: kiln_node_client::InvalidNodeName| ApiError::param("node_name", e.to_string()))?;
+    let name: NodeName =
+        req.node_name
+            .parse()
+            .map_err(|e: kiln_node_client::InvalidNodeName| {
+                ApiError::param("node_name", e.to_string())
+            })?;
     let url = reqwest::Url::parse(&req.api_url)
         .map_err(|e| ApiError::param("api_url", format!("not a URL: {e}")))?;
     let host = match (url.scheme(), url.host_str(), url.port(), url.path()) {
@@ -111,14 +122,21 @@ fn validate(app: &AppState, req: &JoinRequest) -> Result<(JoinToken, NodeName, S
 
 /// `POST /api2/kiln/join`: a node redeems a join token and gets its certificate. Runs as a
 /// `nodejoin` task; a refused join changes nothing.
-pub async fn join(State(app): State<AppState>, Body(req): Body<JoinRequest>) -> ApiResult<JoinResponse> {
+pub async fn join(
+    State(app): State<AppState>,
+    Body(req): Body<JoinRequest>,
+) -> ApiResult<JoinResponse> {
     let (token, name, host) = validate(&app, &req)?;
     let Some(creator) = app.db.join_token_creator(&token.id).await? else {
         tracing::warn!(node = %name, "join refused: unknown token id");
         return Err(ApiError::Refused(RedeemError::Unknown.to_string()));
     };
-    let mut task = app.tasks.start(name.as_str(), "nodejoin", name.as_str(), &creator).await?;
-    task.log(format!("node {name} asks to join from {}", req.api_url)).await?;
+    let mut task = app
+        .tasks
+        .start(name.as_str(), "nodejoin", name.as_str(), &creator)
+        .await?;
+    task.log(format!("node {name} asks to join from {}", req.api_url))
+        .await?;
     let result = async {
         let cert_pem = app
             .ca

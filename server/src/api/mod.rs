@@ -23,11 +23,17 @@ use error::ApiError;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api2/json/version", get(version::get))
-        .route("/api2/json/access/ticket", post(access::login).delete(access::logout))
+        .route(
+            "/api2/json/access/ticket",
+            post(access::login).delete(access::logout),
+        )
         .route("/api2/json/nodes", get(nodes::list))
         .route("/api2/json/nodes/{node}/status", get(nodes::status))
         .route("/api2/json/nodes/{node}/tasks", get(tasks::list_node))
-        .route("/api2/json/nodes/{node}/tasks/{upid}/status", get(tasks::status))
+        .route(
+            "/api2/json/nodes/{node}/tasks/{upid}/status",
+            get(tasks::status),
+        )
         .route("/api2/json/nodes/{node}/tasks/{upid}/log", get(tasks::log))
         .route("/api2/json/cluster/status", get(cluster::status))
         .route("/api2/json/cluster/resources", get(cluster::resources))

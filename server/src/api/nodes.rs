@@ -65,7 +65,13 @@ pub async fn list(State(app): State<AppState>, user: AuthUser) -> ApiResult<Vec<
     let timeout = app.nodes.timeout();
     let mut out = Vec::new();
     for rec in app.db.nodes().await? {
-        if authorize(&user.userid, &format!("/nodes/{}", rec.name), Privilege::SysAudit).is_err() {
+        if authorize(
+            &user.userid,
+            &format!("/nodes/{}", rec.name),
+            Privilege::SysAudit,
+        )
+        .is_err()
+        {
             continue;
         }
         let rt = app.nodes.get(&rec.name);

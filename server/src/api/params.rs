@@ -51,7 +51,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
             return Err(ApiError::TooLarge(MAX_BODY / 1024));
         }
         let parsed = match ctype.as_str() {
-            "application/json" => serde_json::from_slice(&bytes).map_err(|e| param_error(&e.to_string())),
+            "application/json" => {
+                serde_json::from_slice(&bytes).map_err(|e| param_error(&e.to_string()))
+            }
             "application/x-www-form-urlencoded" | "" => {
                 serde_urlencoded::from_bytes(&bytes).map_err(|e| param_error(&e.to_string()))
             }
@@ -113,6 +115,9 @@ mod tests {
     fn serde_messages_name_the_parameter() {
         let e = param_error("missing field `password`");
         let ApiError::Params(map) = e else { panic!() };
-        assert_eq!(map["password"], "property is missing and it is not optional");
+        assert_eq!(
+            map["password"],
+            "property is missing and it is not optional"
+        );
     }
 }

@@ -72,7 +72,11 @@ pub async fn list_node(
 }
 
 /// The newest tasks of the whole cluster (for the task panel).
-pub async fn recent(app: &AppState, userid: &str, limit: u32) -> Result<Vec<TaskSummary>, ApiError> {
+pub async fn recent(
+    app: &AppState,
+    userid: &str,
+    limit: u32,
+) -> Result<Vec<TaskSummary>, ApiError> {
     let filter = TaskFilter {
         limit,
         ..Default::default()
@@ -88,14 +92,24 @@ pub async fn recent(app: &AppState, userid: &str, limit: u32) -> Result<Vec<Task
 }
 
 /// `GET /api2/json/cluster/tasks`: the newest tasks of all nodes.
-pub async fn list_cluster(State(app): State<AppState>, user: AuthUser) -> ApiResult<Vec<TaskSummary>> {
+pub async fn list_cluster(
+    State(app): State<AppState>,
+    user: AuthUser,
+) -> ApiResult<Vec<TaskSummary>> {
     Ok(ok(recent(&app, &user.userid, 50).await?))
 }
 
-async fn find_task(app: &AppState, user: &AuthUser, node: &str, upid: &str) -> Result<TaskRecord, ApiError> {
+async fn find_task(
+    app: &AppState,
+    user: &AuthUser,
+    node: &str,
+    upid: &str,
+) -> Result<TaskRecord, ApiError> {
     authorize(&user.userid, &format!("/nodes/{node}"), Privilege::SysAudit)?;
     known_node(app, node).await?;
-    let parsed: Upid = upid.parse().map_err(|e: crate::tasks::InvalidUpid| ApiError::param("upid", e.to_string()))?;
+    let parsed: Upid = upid
+        .parse()
+        .map_err(|e: crate::tasks::InvalidUpid| ApiError::param("upid", e.to_string()))?;
     if parsed.node != node {
         return Err(ApiError::param(
             "upid",
@@ -140,5 +154,8 @@ pub async fn log(
         return Err(ApiError::param("limit", "must be between 1 and 10000"));
     }
     let lines = app.db.task_log(&task.upid, q.start, limit).await?;
-    Ok(ok(lines.into_iter().map(|(n, t)| TaskLogLine { n, t }).collect()))
+    Ok(ok(lines
+        .into_iter()
+        .map(|(n, t)| TaskLogLine { n, t })
+        .collect()))
 }

@@ -27,7 +27,12 @@ fn csrf_exempt(path: &str) -> bool {
 }
 
 /// Middleware: resolve the session, check CSRF, insert [`AuthUser`] and [`SessionInfo`].
-pub async fn authenticate(State(app): State<AppState>, session: Session, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(app): State<AppState>,
+    session: Session,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let auth = match session::current(&session, &app.session_policy).await {
         Ok(a) => a,
         Err(e) => return ApiError::from(e).into_response(),

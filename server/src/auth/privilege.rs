@@ -57,6 +57,9 @@ mod tests {
     fn root_holds_every_privilege_and_others_none() {
         assert_eq!(authorize(ROOT, "/", Privilege::SysModify), Ok(()));
         let denied = authorize("alice@kiln", "/nodes/n1", Privilege::SysAudit).unwrap_err();
-        assert_eq!(denied.to_string(), "permission check failed (/nodes/n1, Sys.Audit)");
+        assert_eq!(
+            denied.to_string(),
+            "permission check failed (/nodes/n1, Sys.Audit)"
+        );
     }
 }

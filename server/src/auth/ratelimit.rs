@@ -59,7 +59,11 @@ struct Failures {
     by_address: HashMap<IpAddr, Vec<Instant>>,
 }
 
-fn prune<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<Instant>>, now: Instant, window: Duration) {
+fn prune<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Vec<Instant>>,
+    now: Instant,
+    window: Duration,
+) {
     map.retain(|_, times| {
         times.retain(|t| now.duration_since(*t) < window);
         !times.is_empty()
@@ -72,7 +76,11 @@ fn retry_after(times: &[Instant], limit: usize, now: Instant, window: Duration) 
     }
     // The attempt becomes possible when the oldest failure that keeps us at the limit expires.
     let oldest = times[times.len() - limit];
-    Some((window.saturating_sub(now.duration_since(oldest))).as_secs().max(1))
+    Some(
+        (window.saturating_sub(now.duration_since(oldest)))
+            .as_secs()
+            .max(1),
+    )
 }
 
 impl LoginLimiter {
@@ -160,7 +168,10 @@ mod tests {
         for i in 0..5 {
             l.record_failure(&format!("u{i}@kiln"), IP);
         }
-        assert!(matches!(l.check("new@kiln", IP), Err(Throttled::Address(_))));
+        assert!(matches!(
+            l.check("new@kiln", IP),
+            Err(Throttled::Address(_))
+        ));
         let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
         assert_eq!(l.check("new@kiln", other), Ok(()));
     }

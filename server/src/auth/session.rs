@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tower_sessions::{Expiry, Session};
 
-
 /// Name of the session cookie (Proxmox's).
 pub const COOKIE_NAME: &str = "PVEAuthCookie";
 /// Header that carries the CSRF token (Proxmox's).
@@ -102,6 +101,23 @@ pub async fn current(
         session.set_expiry(Some(idle_expiry(policy)));
     }
     Ok(Some(auth))
+}
+
+/// Whether the session with id `id` still exists in `store` and is within its absolute
+/// lifetime (for long-lived responses such as event streams, which outlive a logout).
+pub async fn still_valid(
+    store: &impl tower_sessions::SessionStore,
+    id: &tower_sessions::session::Id,
+    policy: &SessionPolicy,
+) -> bool {
+    let Ok(Some(record)) = store.load(id).await else {
+        return false;
+    };
+    record
+        .data
+        .get(KEY)
+        .and_then(|v| serde_json::from_value::<AuthSession>(v.clone()).ok())
+        .is_some_and(|a| now_ms() - a.created_ms < policy.absolute.as_millis() as i64)
 }
 
 /// Log out: delete the session from the store and clear the cookie.

@@ -16,7 +16,12 @@ use crate::state::AppState;
 struct Clients(HashMap<String, (String, NodeClient)>);
 
 impl Clients {
-    fn get(&mut self, app: &AppState, rec: &NodeRecord, timeout: Duration) -> Result<&NodeClient, String> {
+    fn get(
+        &mut self,
+        app: &AppState,
+        rec: &NodeRecord,
+        timeout: Duration,
+    ) -> Result<&NodeClient, String> {
         let stale = self
             .0
             .get(&rec.name)
@@ -25,7 +30,8 @@ impl Clients {
             let name: NodeName = rec.name.parse().map_err(|e| format!("{e}"))?;
             let client = NodeClient::new(&app.identity, name, &rec.api_url, timeout)
                 .map_err(|e| e.to_string())?;
-            self.0.insert(rec.name.clone(), (rec.api_url.clone(), client));
+            self.0
+                .insert(rec.name.clone(), (rec.api_url.clone(), client));
         }
         self.0
             .get(&rec.name)
@@ -40,7 +46,9 @@ pub async fn run(app: AppState, period: Duration) {
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A request may take most of a period, never longer than the offline timeout.
-    let request_timeout = period.max(Duration::from_millis(900)).min(app.nodes.timeout());
+    let request_timeout = period
+        .max(Duration::from_millis(900))
+        .min(app.nodes.timeout());
     loop {
         ticker.tick().await;
         let nodes = match app.db.nodes().await {
@@ -57,7 +65,12 @@ pub async fn run(app: AppState, period: Duration) {
             match clients.get(&app, rec, request_timeout) {
                 Ok(c) => {
                     let c = c.clone();
-                    calls.push(async move { (rec.name.clone(), c.status().await.map_err(|e| e.to_string())) });
+                    calls.push(async move {
+                        (
+                            rec.name.clone(),
+                            c.status().await.map_err(|e| e.to_string()),
+                        )
+                    });
                 }
                 Err(e) => app.nodes.record_failure(&rec.name, e),
             }
@@ -65,10 +78,9 @@ pub async fn run(app: AppState, period: Duration) {
         for (name, result) in join_all(calls).await {
             match result {
                 Ok(facts) if facts.name == name => app.nodes.record_heartbeat(&name, facts),
-                Ok(facts) => app.nodes.record_failure(
-                    &name,
-                    format!("answered as node '{}' instead", facts.name),
-                ),
+                Ok(facts) => app
+                    .nodes
+                    .record_failure(&name, format!("answered as node '{}' instead", facts.name)),
                 Err(e) => app.nodes.record_failure(&name, e),
             }
         }

@@ -161,7 +161,10 @@ mod tests {
         r.record_failure("n1", "connection refused".into());
         assert_eq!(r.get("n1").state(r.timeout()), NodeState::Offline);
         let t = r.take_transitions();
-        assert_eq!((t[0].1, t[0].2), (Some(NodeState::Online), NodeState::Offline));
+        assert_eq!(
+            (t[0].1, t[0].2),
+            (Some(NodeState::Online), NodeState::Offline)
+        );
         assert_eq!(t[0].3.as_deref(), Some("connection refused"));
         r.record_heartbeat("n1", facts());
         assert_eq!(r.take_transitions()[0].2, NodeState::Online);

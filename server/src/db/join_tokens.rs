@@ -12,10 +12,14 @@ pub enum RedeemError {
     #[error("unknown join token; create a new one with `kiln-server join-token` or in the web UI")]
     Unknown,
     /// The token has expired.
-    #[error("the join token expired; create a new one with `kiln-server join-token` or in the web UI")]
+    #[error(
+        "the join token expired; create a new one with `kiln-server join-token` or in the web UI"
+    )]
     Expired,
     /// The token was used already.
-    #[error("the join token was already used (by node {0}); tokens are single-use, create a new one")]
+    #[error(
+        "the join token was already used (by node {0}); tokens are single-use, create a new one"
+    )]
     AlreadyUsed(String),
     /// A node of that name exists.
     #[error("a node named {0} is already part of the cluster; choose another name")]
@@ -105,6 +109,18 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Who created token `id`, if it exists.
+    pub async fn join_token_creator(&self, id: &str) -> Result<Option<String>, DbError> {
+        let row = sqlx::query("SELECT created_by FROM join_tokens WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("looking up a join token")?;
+        Ok(row.map(|r| r.get("created_by")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,17 +180,5 @@ mod tests {
         db.redeem_join_token("b", |_| true, "n2", "https://x:2", "fp")
             .await
             .unwrap();
-    }
-}
-
-impl Db {
-    /// Who created token `id`, if it exists.
-    pub async fn join_token_creator(&self, id: &str) -> Result<Option<String>, DbError> {
-        let row = sqlx::query("SELECT created_by FROM join_tokens WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .ctx("looking up a join token")?;
-        Ok(row.map(|r| r.get("created_by")))
     }
 }

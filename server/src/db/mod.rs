@@ -118,7 +118,9 @@ pub(crate) mod test_util {
     /// A fresh database in a temporary directory (kept alive by the returned guard).
     pub async fn temp_db() -> (Db, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::open(&dir.path().join("kiln.db")).await.expect("open db");
+        let db = Db::open(&dir.path().join("kiln.db"))
+            .await
+            .expect("open db");
         (db, dir)
     }
 }

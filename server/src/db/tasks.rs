@@ -101,7 +101,12 @@ impl Db {
     }
 
     /// Mark a task stopped with its exit status.
-    pub async fn finish_task(&self, upid: &str, exitstatus: &str, endtime: i64) -> Result<(), DbError> {
+    pub async fn finish_task(
+        &self,
+        upid: &str,
+        exitstatus: &str,
+        endtime: i64,
+    ) -> Result<(), DbError> {
         sqlx::query(
             "UPDATE tasks SET status = 'stopped', exitstatus = ?, endtime = ? WHERE upid = ?",
         )
@@ -168,14 +173,20 @@ impl Db {
     }
 
     /// Lines of a task's log: `limit` lines from line `start` (0-based).
-    pub async fn task_log(&self, upid: &str, start: u64, limit: u64) -> Result<Vec<(u64, String)>, DbError> {
-        let rows = sqlx::query("SELECT n, t FROM task_log WHERE upid = ? AND n > ? ORDER BY n LIMIT ?")
-            .bind(upid)
-            .bind(start as i64)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .ctx("reading a task log")?;
+    pub async fn task_log(
+        &self,
+        upid: &str,
+        start: u64,
+        limit: u64,
+    ) -> Result<Vec<(u64, String)>, DbError> {
+        let rows =
+            sqlx::query("SELECT n, t FROM task_log WHERE upid = ? AND n > ? ORDER BY n LIMIT ?")
+                .bind(upid)
+                .bind(start as i64)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await
+                .ctx("reading a task log")?;
         Ok(rows
             .into_iter()
             .map(|r| (r.get::<i64, _>("n") as u64, r.get("t")))

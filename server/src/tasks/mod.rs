@@ -36,7 +36,13 @@ impl TaskManager {
     }
 
     /// Start a task of type `kind` on object `id` for `user`, concerning `node`.
-    pub async fn start(&self, node: &str, kind: &str, id: &str, user: &str) -> Result<TaskHandle, DbError> {
+    pub async fn start(
+        &self,
+        node: &str,
+        kind: &str,
+        id: &str,
+        user: &str,
+    ) -> Result<TaskHandle, DbError> {
         let upid = Upid {
             node: node.to_owned(),
             pid: self.pid,
@@ -181,7 +187,12 @@ mod tests {
     async fn a_dropped_task_is_marked_aborted() {
         let (db, _dir) = temp_db().await;
         let tm = TaskManager::new(db.clone(), Arc::default());
-        let upid = tm.start("n1", "t", "", "root@kiln").await.unwrap().upid().to_owned();
+        let upid = tm
+            .start("n1", "t", "", "root@kiln")
+            .await
+            .unwrap()
+            .upid()
+            .to_owned();
         for _ in 0..50 {
             if db.task(&upid).await.unwrap().unwrap().status == "stopped" {
                 return;

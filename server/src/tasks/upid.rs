@@ -55,7 +55,10 @@ impl FromStr for Upid {
         hex(pid, 8, 8)?;
         hex(pstart, 8, 9)?;
         hex(starttime, 8, 8)?;
-        if node.is_empty() || kind.is_empty() || user.is_empty() || s.chars().any(char::is_whitespace)
+        if node.is_empty()
+            || kind.is_empty()
+            || user.is_empty()
+            || s.chars().any(char::is_whitespace)
         {
             return Err(bad());
         }
@@ -87,7 +90,10 @@ mod tests {
             user: "root@kiln".into(),
         };
         let s = u.to_string();
-        assert_eq!(s, "UPID:n1:00001A2B:00000007:6553F100:nodejoin:n1:root@kiln:");
+        assert_eq!(
+            s,
+            "UPID:n1:00001A2B:00000007:6553F100:nodejoin:n1:root@kiln:"
+        );
         assert_eq!(s.parse::<Upid>(), Ok(u));
     }
 
@@ -95,7 +101,10 @@ mod tests {
     fn parses_a_real_proxmox_upid() {
         let s = "UPID:pve1:000A1B2C:0123ABCD:65A0B1C2:qmstart:100:root@pam:";
         let u: Upid = s.parse().unwrap();
-        assert_eq!((u.node.as_str(), u.kind.as_str(), u.id.as_str()), ("pve1", "qmstart", "100"));
+        assert_eq!(
+            (u.node.as_str(), u.kind.as_str(), u.id.as_str()),
+            ("pve1", "qmstart", "100")
+        );
         assert_eq!(u.to_string(), s);
     }
 

@@ -92,7 +92,10 @@ impl Cluster {
             .arg(dir.path().join("no-site"))
             .args(["--heartbeat-ms", "300"])
             .args(["--node-timeout-secs", &opts.node_timeout_secs.to_string()])
-            .args(["--login-failure-delay-ms", &opts.login_failure_delay_ms.to_string()])
+            .args([
+                "--login-failure-delay-ms",
+                &opts.login_failure_delay_ms.to_string(),
+            ])
             .args(["--session-idle-secs", &opts.session_idle_secs.to_string()])
             .args(["--session-max-secs", &opts.session_max_secs.to_string()])
             .env("KILN_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -105,10 +108,18 @@ impl Cluster {
         let ca_path = dir.path().join("server/pki/ca.crt");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if ca_path.exists() && tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if ca_path.exists()
+                && tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+            {
                 break;
             }
-            assert!(Instant::now() < deadline, "kiln-server did not start; see {}", dir.path().display());
+            assert!(
+                Instant::now() < deadline,
+                "kiln-server did not start; see {}",
+                dir.path().display()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let ca_pem = std::fs::read_to_string(&ca_path).expect("ca.crt");
@@ -124,7 +135,9 @@ impl Cluster {
     fn client(&self) -> reqwest::Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca"))
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca"),
+            )
             .timeout(Duration::from_secs(10))
             .build()
             .expect("client")
@@ -138,8 +151,15 @@ impl Cluster {
             .arg(self.dir.path().join("server"))
             .output()
             .expect("kiln-server join-token");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_owned()
     }
 
     /// Run `kiln-node join` for `name`; `Err` holds its error output.
@@ -147,7 +167,9 @@ impl Cluster {
         let data = self.dir.path().join(name);
         let listen = format!("127.0.0.1:{}", free_port());
         let out = tokio::process::Command::new(node_bin())
-            .args(["join", &self.base, token, "--name", name, "--listen", &listen])
+            .args([
+                "join", &self.base, token, "--name", name, "--listen", &listen,
+            ])
             .arg("--data-dir")
             .arg(&data)
             .output()
@@ -212,14 +234,25 @@ impl Cluster {
             client: self.client(),
             base: self.base.clone(),
             ticket: body["data"]["ticket"].as_str().expect("ticket").to_owned(),
-            csrf: body["data"]["CSRFPreventionToken"].as_str().expect("csrf").to_owned(),
+            csrf: body["data"]["CSRFPreventionToken"]
+                .as_str()
+                .expect("csrf")
+                .to_owned(),
         }
     }
 
     /// GET without any session.
     pub async fn anonymous_get(&self, path: &str) -> (u16, Value) {
-        let res = self.client().get(format!("{}{path}", self.base)).send().await.expect("get");
-        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+        let res = self
+            .client()
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("get");
+        (
+            res.status().as_u16(),
+            res.json().await.unwrap_or(Value::Null),
+        )
     }
 }
 
@@ -238,11 +271,26 @@ impl Api {
             req = req.header("CSRFPreventionToken", c);
         }
         let res = req.send().await.expect("request");
-        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+        (
+            res.status().as_u16(),
+            res.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// A GET whose body is read by the caller (e.g. an event stream).
+    pub async fn open(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .header("Cookie", format!("PVEAuthCookie={}", self.ticket))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.send(self.client.get(format!("{}{path}", self.base)), None).await
+        self.send(self.client.get(format!("{}{path}", self.base)), None)
+            .await
     }
 
     pub async fn post(&self, path: &str, json: &str) -> (u16, Value) {
@@ -260,7 +308,11 @@ impl Api {
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {
-        self.send(self.client.delete(format!("{}{path}", self.base)), Some(&self.csrf)).await
+        self.send(
+            self.client.delete(format!("{}{path}", self.base)),
+            Some(&self.csrf),
+        )
+        .await
     }
 
     /// Poll `/nodes` until all `names` are online; returns the list.
@@ -277,7 +329,10 @@ impl Api {
             if online {
                 return list;
             }
-            assert!(Instant::now() < deadline, "nodes {names:?} not online: {list}");
+            assert!(
+                Instant::now() < deadline,
+                "nodes {names:?} not online: {list}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
