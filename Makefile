@@ -4,14 +4,14 @@ SHELL := bash
 export PATH := $(CURDIR)/tools/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: run test build build-debug setup setup-e2e unit e2e lint fmt bench demo-clean
+.PHONY: run test build build-debug setup setup-e2e unit e2e lint fmt bench demo-clean guest
 
 ## make run: build (release) and start the server plus a three-node demo cluster on loopback.
 run: build
 	scripts/run-demo.sh target/release
 
 ## make test: lint, unit and integration tests, then browser tests against a real cluster.
-test: setup-e2e lint build-debug unit e2e
+test: setup-e2e lint unit e2e
 
 setup:
 	scripts/setup.sh build
@@ -27,18 +27,28 @@ build-debug: setup
 	$(CARGO) leptos build
 	$(CARGO) build -p kiln-node
 
-lint: setup
+lint: setup guest
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd guest && $(CARGO) fmt -- --check && $(CARGO) clippy --release -- -D warnings
 
-unit: build-debug
+unit: setup guest
+	$(CARGO) build -p kiln-node
 	$(CARGO) test --workspace
 
+# cargo-leptos builds last, so the server binary the browser tests run is the one it built.
 e2e: setup-e2e build-debug
 	cd e2e && KILN_BIN_DIR=$(CURDIR)/target/debug npx playwright test
 
 fmt:
 	$(CARGO) fmt --all
+
+## make guest: the Kiln test guest (no_std PVH ELF for x86_64-unknown-none, own workspace and
+## target dir) -> target/guest/x86_64-unknown-none/release/kiln-test-guest. The kiln-vmm
+## tests boot it (or the image named by $$KILN_TEST_GUEST).
+guest:
+	rustup target list --installed | grep -qx x86_64-unknown-none || rustup target add x86_64-unknown-none
+	cd guest && $(CARGO) build --release
 
 ## Remove the demo cluster's data (database, certificates, node data).
 demo-clean:

@@ -5,6 +5,9 @@
 //! whether the visitor is logged in; all cluster data comes from the REST API (`/api2/json`)
 //! and the live event stream (`/api2/kiln/events`), fetched by the browser.
 
+// The whole app's view types are deep (without cargo-leptos's `erase_components`).
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod app;
 pub mod components;

@@ -160,6 +160,17 @@ async fn node_client_reports_an_unreachable_node_with_advice() {
     );
 }
 
+#[tokio::test]
+async fn agent_stops_cleanly_on_sigterm() {
+    let ca = TestCa::new("kiln cluster CA");
+    let mut agent = Agent::start("n1", &ca.identity("n1"));
+
+    let status = agent.terminate();
+
+    assert!(status.success(), "{status}\n{}", agent.log());
+    assert!(agent.log().contains("SIGTERM received"), "{}", agent.log());
+}
+
 #[test]
 fn agent_without_a_joined_data_dir_exits_and_says_how_to_join() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -78,7 +78,9 @@ pub fn DatacenterSummary() -> impl IntoView {
             .collect::<Vec<_>>()
     });
     Effect::new(move || {
-        membership.track();
+        // Read, not just `track()`: a memo nobody has read never computes, so it would never
+        // see its own sources change.
+        membership.with(|_| ());
         leptos::task::spawn_local(async move {
             match api.cluster_status().await {
                 Ok(entries) => {

@@ -35,7 +35,11 @@ pub fn NodeSummary(
                         status.set(Some(s));
                         error.set(None);
                     }
-                    Err(e) => error.set(Some(format!("Could not load the status of {node}: {e}"))),
+                    // Stale figures of a node that stopped answering would mislead.
+                    Err(e) => {
+                        status.set(None);
+                        error.set(Some(e.to_string()));
+                    }
                 }
             });
         }
@@ -84,17 +88,33 @@ pub fn NodeSummary(
 
     let online = move || state.get() == NodeState::Online;
     let title = format!("Node '{node}'");
-    let offline_hint = {
+    // Why the node is not online: the server's explanation when the status call failed
+    // (it names the last heartbeat), else the heartbeat age the status reported.
+    let offline_detail = move || {
+        error.get().unwrap_or_else(|| {
+            match status.with(|s| s.as_ref().and_then(|s| s.last_seen_secs)) {
+                Some(secs) => format!(
+                    "Last heartbeat {}. Start kiln-node on that host to bring it back.",
+                    format::ago(secs)
+                ),
+                None => "No heartbeat received yet. Start kiln-node on that host.".into(),
+            }
+        })
+    };
+    let offline_title = {
+        let node = node.clone();
+        move || format!("Node {node} is {}.", state.get().as_str())
+    };
+    let status_error = {
         let node = node.clone();
         move || {
-            let since = status.with(|s| s.as_ref().and_then(|s| s.last_seen_secs));
-            let heard = since
-                .map(|secs| format!("last heartbeat {}", format::ago(secs)))
-                .unwrap_or_else(|| "no heartbeat received yet".into());
-            format!(
-                "Node {node} is {} ({heard}). Start kiln-node on that host to bring it back.",
-                state.get().as_str()
-            )
+            error.get().filter(|_| online()).map(|e| {
+                view! {
+                    <div class="notice error" role="alert">
+                        {format!("Could not load the status of {node}: {e}")}
+                    </div>
+                }
+            })
         }
     };
 
@@ -104,12 +124,14 @@ pub fn NodeSummary(
                 <span class="tab active" role="tab" aria-selected="true">"Summary"</span>
             </div>
             <h2 class="summary-title">{title}</h2>
-            <Show when=move || !online() && (live.with(Option::is_some) || status.with(Option::is_some))>
+            <Show when=move || !online() && (live.with(Option::is_some) || error.with(Option::is_some))>
                 <div class="notice warning" role="status" data-testid="node-offline-notice">
-                    {offline_hint.clone()}
+                    <strong>{offline_title.clone()}</strong>
+                    " "
+                    {offline_detail}
                 </div>
             </Show>
-            {move || error.get().map(|e| view! { <div class="notice error" role="alert">{e}</div> })}
+            {status_error}
             <div class="cards">
                 <div class="card">
                     <h3>"Status"</h3>

@@ -76,7 +76,7 @@ fn TopBar(user: UserSession, hydrated: ReadSignal<bool>) -> impl IntoView {
             <div class="brand">
                 <img src="/favicon.svg" alt="" width="24" height="24"/>
                 <span class="logo">"Kiln"</span>
-                <span class="version">"Virtual Environment"</span>
+                <span class="version">"Cluster Console"</span>
             </div>
             <div class="cluster-name" data-testid="cluster-name">
                 {move || auth.cluster_name()}

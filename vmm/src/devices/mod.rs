@@ -1,0 +1,131 @@
+//! Legacy devices on the I/O port bus: 16550 serial (COM1, IRQ 4), i8042 (reset line only),
+//! the power port (0xf4) and the power button (IRQ 9). Ports nobody claims read as 0xff.
+
+pub mod i8042;
+pub mod power;
+pub mod serial;
+
+use std::sync::{Mutex, MutexGuard};
+
+use kvm_ioctls::VmFd;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::console::Console;
+use crate::state::StopReason;
+
+/// Errors of device setup.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// eventfd(2) failed.
+    #[error("cannot create an eventfd for {what}")]
+    EventFd {
+        /// Which interrupt line.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// KVM_IRQFD failed.
+    #[error("cannot connect {what} to GSI {gsi}")]
+    Irqfd {
+        /// Which interrupt line.
+        what: &'static str,
+        /// The GSI.
+        gsi: u32,
+        /// KVM's error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+}
+
+/// An edge-triggered interrupt line into the in-kernel irqchip (an irqfd).
+pub struct IrqLine {
+    evt: EventFd,
+}
+
+impl IrqLine {
+    /// Create the line and connect it to `gsi`.
+    pub fn new(vm: &VmFd, gsi: u32, what: &'static str) -> Result<Self, DeviceError> {
+        let evt =
+            EventFd::new(EFD_NONBLOCK).map_err(|source| DeviceError::EventFd { what, source })?;
+        vm.register_irqfd(&evt, gsi)
+            .map_err(|source| DeviceError::Irqfd { what, gsi, source })?;
+        Ok(IrqLine { evt })
+    }
+
+    /// Raise the interrupt.
+    pub fn trigger(&self) -> std::io::Result<()> {
+        self.evt.write(1)
+    }
+}
+
+/// What the vCPU does after an I/O access.
+#[derive(Debug, PartialEq, Eq)]
+pub enum IoOutcome {
+    /// Carry on.
+    Continue,
+    /// The guest asked to end the VM.
+    Stop(StopReason),
+}
+
+/// All port-I/O devices of a VM.
+pub struct Devices {
+    serial: Mutex<serial::SerialDevice>,
+    i8042: i8042::I8042,
+    power_button: IrqLine,
+}
+
+impl Devices {
+    /// Create the devices and wire their interrupts.
+    pub fn new(vm: &VmFd, console: Console) -> Result<Self, DeviceError> {
+        let serial_irq = IrqLine::new(vm, serial::COM1_GSI, "COM1")?;
+        Ok(Devices {
+            serial: Mutex::new(serial::SerialDevice::new(serial_irq, console)),
+            i8042: i8042::I8042,
+            power_button: IrqLine::new(vm, power::POWER_BUTTON_GSI, "power button")?,
+        })
+    }
+
+    fn serial(&self) -> MutexGuard<'_, serial::SerialDevice> {
+        self.serial.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A port read; `data` is filled (1, 2 or 4 bytes).
+    pub fn io_in(&self, port: u16, data: &mut [u8]) {
+        data.fill(0xff);
+        match port {
+            p if serial::COM1_PORTS.contains(&p) => {
+                data[0] = self.serial().read((p - serial::COM1_PORTS.start()) as u8);
+            }
+            i8042::DATA_PORT | i8042::COMMAND_PORT => data[0] = self.i8042.read(port),
+            _ => {}
+        }
+    }
+
+    /// A port write.
+    pub fn io_out(&self, port: u16, data: &[u8]) -> IoOutcome {
+        let Some(&value) = data.first() else {
+            return IoOutcome::Continue;
+        };
+        match port {
+            p if serial::COM1_PORTS.contains(&p) => {
+                self.serial()
+                    .write((p - serial::COM1_PORTS.start()) as u8, value);
+                IoOutcome::Continue
+            }
+            i8042::DATA_PORT | i8042::COMMAND_PORT => self.i8042.write(port, value),
+            power::POWER_PORT => power::write(value),
+            _ => IoOutcome::Continue,
+        }
+    }
+
+    /// Console input for the guest.
+    pub fn serial_input(&self, bytes: &[u8]) {
+        self.serial().enqueue_input(bytes);
+    }
+
+    /// Press the power button (the guest is asked to shut down).
+    pub fn press_power_button(&self) -> std::io::Result<()> {
+        self.power_button.trigger()
+    }
+}

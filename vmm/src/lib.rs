@@ -1,0 +1,29 @@
+//! `kiln-vmm`: the Kiln virtual machine monitor, one process per VM, on the rust-vmm crates
+//! (kvm-ioctls, vm-memory, linux-loader, vm-superio).
+//!
+//! A VM is guest memory ([`memory`]), vCPU threads ([`vcpu`]), a few legacy devices
+//! ([`devices`]: 16550 serial on COM1, i8042 reset, the power port and power button), a
+//! console with scroll-back ([`console`]) and a control socket ([`control`]) through which
+//! the node agent asks for status, pause/resume, shutdown, stop, console and stats.
+//! [`vm::Vm`] ties them together; [`state`] holds the power-state machine.
+//!
+//! Boot paths live in [`boot`]: PVH ELF images (the Kiln test guest, or a Linux `vmlinux`
+//! with a PVH note) today; a Linux bzImage/boot_params path fits beside it.
+
+// A VMM cannot avoid `unsafe`: KVM memory slots hand raw guest memory to the kernel, and a
+// few libc calls (mincore, gettid) have no safe wrapper. Every block carries a `// SAFETY:`
+// note (clippy::undocumented_unsafe_blocks is denied workspace-wide).
+#![allow(unsafe_code)]
+
+pub mod boot;
+pub mod console;
+pub mod control;
+pub mod cpuid;
+pub mod devices;
+pub mod memory;
+pub mod state;
+pub mod stats;
+pub mod vcpu;
+pub mod vm;
+
+pub use control::protocol;

@@ -1,0 +1,111 @@
+//! `kiln-vmm`: run one VM; control it through its Unix socket.
+//!
+//! Exit status: 0 when the guest powered off or was stopped/shut down on request (or by
+//! SIGTERM/SIGINT), 2 when the guest asked for a reset, 3 when the guest or the VMM crashed,
+//! 1 when the VM could not be started (the message says why).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use kiln_vmm::boot::BootSource;
+use kiln_vmm::console::DEFAULT_SCROLLBACK;
+use kiln_vmm::control::server::{ControlSocket, InFlight};
+use kiln_vmm::state::StopReason;
+use kiln_vmm::vm::{Vm, VmConfig};
+
+/// Run one KVM virtual machine, controlled through a Unix socket.
+#[derive(Debug, Parser)]
+#[command(name = "kiln-vmm", version)]
+struct Args {
+    /// Guest image: an ELF with a PVH entry note (e.g. the Kiln test guest, `make guest`).
+    #[arg(long, value_name = "PATH")]
+    kernel: PathBuf,
+    /// Kernel command line, passed in the PVH start info.
+    #[arg(long)]
+    cmdline: Option<String>,
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    memory_mib: u64,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    vcpus: u8,
+    /// Control socket path (created with mode 0600, removed on exit).
+    #[arg(long, value_name = "PATH")]
+    control_socket: PathBuf,
+    /// Start with the vCPUs paused; `resume` starts the guest.
+    #[arg(long)]
+    start_paused: bool,
+    /// Also copy the guest console to stdout.
+    #[arg(long)]
+    console_stdout: bool,
+    /// Console scroll-back replayed to readers on attach, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SCROLLBACK)]
+    scrollback_bytes: usize,
+}
+
+static TERMINATING_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_terminate(signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    TERMINATING_SIGNAL.store(signal, Ordering::SeqCst);
+}
+
+fn main() {
+    match run() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("kiln-vmm: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run() -> anyhow::Result<i32> {
+    let args = Args::parse();
+    let socket = ControlSocket::bind(&args.control_socket)?;
+    let vm = Vm::start(VmConfig {
+        memory_mib: args.memory_mib,
+        vcpus: args.vcpus,
+        boot: BootSource::PvhElf {
+            kernel: args.kernel.clone(),
+            cmdline: args.cmdline.clone(),
+        },
+        start_paused: args.start_paused,
+        scrollback_bytes: args.scrollback_bytes,
+        console_stdout: args.console_stdout,
+    })
+    .with_context(|| format!("cannot start a VM from {}", args.kernel.display()))?;
+    let shared = vm.shared();
+    let in_flight = Arc::new(InFlight::default());
+    socket
+        .serve(shared.clone(), in_flight.clone())
+        .context("cannot start the control socket thread")?;
+
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        vmm_sys_util::signal::register_signal_handler(signal, on_terminate)
+            .context("cannot install the SIGTERM/SIGINT handler")?;
+    }
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let signal = TERMINATING_SIGNAL.load(Ordering::SeqCst);
+            if signal != 0 {
+                shared.request_stop(StopReason::Signal { signal });
+                return;
+            }
+            if shared.wait_stopped_for(Duration::from_millis(200)) {
+                return;
+            }
+        })
+        .context("cannot start the signal thread")?;
+
+    let reason = vm.wait();
+    // Let a `stop`/`shutdown` request write its reply before the socket goes away.
+    in_flight.wait_idle(Duration::from_secs(2));
+    drop(socket);
+    eprintln!("kiln-vmm: VM stopped: {reason}");
+    Ok(reason.exit_code())
+}
