@@ -19,13 +19,13 @@ setup:
 setup-e2e:
 	scripts/setup.sh e2e
 
-build: setup
+build: setup guest
 	$(CARGO) leptos build --release
-	$(CARGO) build --release -p kiln-node
+	$(CARGO) build --release -p kiln-node -p kiln-vmm
 
-build-debug: setup
+build-debug: setup guest
 	$(CARGO) leptos build
-	$(CARGO) build -p kiln-node
+	$(CARGO) build -p kiln-node -p kiln-vmm
 
 lint: setup guest
 	$(CARGO) fmt --all -- --check
@@ -33,11 +33,11 @@ lint: setup guest
 	cd guest && $(CARGO) fmt -- --check && $(CARGO) clippy --release -- -D warnings
 
 unit: setup guest
-	$(CARGO) build -p kiln-node
+	$(CARGO) build -p kiln-node -p kiln-vmm
 	$(CARGO) test --workspace
 
 # cargo-leptos builds last, so the server binary the browser tests run is the one it built.
-e2e: setup-e2e build-debug
+e2e: setup-e2e guest build-debug
 	cd e2e && KILN_BIN_DIR=$(CURDIR)/target/debug npx playwright test
 
 fmt:

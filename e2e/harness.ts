@@ -7,7 +7,7 @@
 // cluster. Binaries come from target/debug (override with KILN_BIN_DIR). Set KILN_E2E_KEEP=1
 // to keep the temporary directory (logs, databases) for a post-mortem.
 import { test as base, expect, request as playwrightRequest, type APIRequestContext } from '@playwright/test';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as net from 'node:net';
@@ -20,6 +20,9 @@ const execFileAsync = promisify(execFile);
 const REPO_ROOT = path.resolve(__dirname, '..');
 const BIN_DIR = process.env.KILN_BIN_DIR ?? path.join(REPO_ROOT, 'target', 'debug');
 const NODE_COUNT = 3;
+/** The Kiln test guest the nodes register as image `kiln-test-guest` (built by `make guest`). */
+export const TEST_GUEST =
+  process.env.KILN_TEST_GUEST ?? path.join(REPO_ROOT, 'target', 'guest', 'x86_64-unknown-none', 'release', 'kiln-test-guest');
 /** How long the server waits for a heartbeat before it calls a node offline. */
 export const NODE_TIMEOUT_SECS = 3;
 export const ADMIN_USER = 'root@kiln';
@@ -38,7 +41,7 @@ export class KilnNode {
   /** Starts `kiln-node run` (again, after `kill`). */
   start(): void {
     if (this.isRunning()) return;
-    this.process = spawnLogged(bin('kiln-node'), ['run', '--data-dir', this.dataDir], this.logFile, {});
+    this.process = spawnLogged(bin('kiln-node'), ['run', '--data-dir', this.dataDir, ...vmArgs()], this.logFile, {});
   }
 
   /** Kills the agent abruptly (SIGKILL), as a crashed host would disappear. */
@@ -106,10 +109,34 @@ export class Cluster {
     await Promise.all(this.nodes.map((n) => stopProcess(n.process, 'SIGTERM')));
     await stopProcess(this.server, 'SIGTERM');
     this.server = null;
+    killStrays(this.dir);
     if (process.env.KILN_E2E_KEEP === '1') {
       console.log(`[harness] kept ${this.dir}`);
     } else {
       fs.rmSync(this.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+/**
+ * Kills what the node agents left running under `dir`: kiln-vmm processes outlive their agent
+ * on purpose, so a failed VM test would otherwise leave its VM behind. Matches by PID on the
+ * cluster's own temporary directory in the command line, nothing else.
+ */
+function killStrays(dir: string): void {
+  let pids: string[];
+  try {
+    pids = fs.readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return;
+  }
+  for (const pid of pids) {
+    if (Number(pid) === process.pid) continue;
+    try {
+      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmdline.includes(dir)) process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // Gone already, or not ours to read.
     }
   }
 }
@@ -126,6 +153,45 @@ function bin(name: string): string {
     throw new Error(`${file} does not exist: build it first (cargo leptos build), or set KILN_BIN_DIR`);
   }
   return file;
+}
+
+let vmArgsCache: string[] | undefined;
+
+/** Whether this kiln-node can run VMs (it has the `--test-guest` and `--vmm-bin` flags). */
+function nodeRunsVms(): boolean {
+  const help = execFileSync(bin('kiln-node'), ['run', '--help'], { encoding: 'utf8', timeout: 30_000 });
+  return help.includes('--test-guest') && help.includes('--vmm-bin');
+}
+
+/** `kiln-node run` flags giving the node its VMM and the test guest, when it supports VMs. */
+function vmArgs(): string[] {
+  if (vmArgsCache === undefined) {
+    vmArgsCache = nodeRunsVms() ? ['--test-guest', TEST_GUEST, '--vmm-bin', path.join(BIN_DIR, 'kiln-vmm')] : [];
+  }
+  return vmArgsCache;
+}
+
+/**
+ * Why this build cannot run the VM browser tests, or `null` when it can. A kiln-node without
+ * VM support skips them (the feature has not landed); a missing guest, VMM or /dev/kvm fails.
+ */
+export function vmSupport(): { skip: string } | { missing: string } | null {
+  let runsVms: boolean;
+  try {
+    runsVms = nodeRunsVms();
+  } catch (e) {
+    return { missing: String(e) };
+  }
+  if (!runsVms) return { skip: 'kiln-node has no --test-guest/--vmm-bin flags yet (VM support not built)' };
+  const vmm = path.join(BIN_DIR, 'kiln-vmm');
+  if (!fs.existsSync(vmm)) return { missing: `${vmm} does not exist: build it (cargo build -p kiln-vmm)` };
+  if (!fs.existsSync(TEST_GUEST)) return { missing: `${TEST_GUEST} does not exist: run make guest (or set KILN_TEST_GUEST)` };
+  try {
+    fs.accessSync('/dev/kvm', fs.constants.R_OK | fs.constants.W_OK);
+  } catch {
+    return { missing: '/dev/kvm is not usable by this user' };
+  }
+  return null;
 }
 
 function spawnLogged(file: string, args: string[], logFile: string, env: NodeJS.ProcessEnv): ChildProcess {

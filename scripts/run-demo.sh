@@ -35,7 +35,8 @@ for i in 1 2 3; do
     token=$("$bin/kiln-server" join-token --data-dir "$data/server")
     "$bin/kiln-node" join "$url" "$token" --name "n$i" --listen "127.0.0.1:810$i" --data-dir "$dir"
   fi
-  "$bin/kiln-node" run --data-dir "$dir" &
+  "$bin/kiln-node" run --data-dir "$dir" --vmm-bin "$bin/kiln-vmm" \
+    --test-guest target/guest/x86_64-unknown-none/release/kiln-test-guest &
   pids+=($!)
 done
 

@@ -21,8 +21,9 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-rustup target list --installed | grep -qx wasm32-unknown-unknown \
-  || { log "adding rustup target wasm32-unknown-unknown"; rustup target add wasm32-unknown-unknown; }
+for t in wasm32-unknown-unknown x86_64-unknown-none; do
+  rustup target list --installed | grep -qx "$t" || { log "adding rustup target $t"; rustup target add "$t"; }
+done
 
 if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
   log "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 14 minutes on 2 cores, once)"
@@ -40,6 +41,9 @@ if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
   log "installing wasm-opt (npm binaryen@$BINARYEN_VERSION) into tools/"
   (cd tools && npm ci --no-audit --no-fund --silent)
 fi
+
+# xterm.js for the VM console (pinned in frontend/package-lock.json) -> frontend/public/vendor
+frontend/vendor.sh
 
 if [ "$what" = e2e ]; then
   apt_install chromium

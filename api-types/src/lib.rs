@@ -212,15 +212,24 @@ pub struct ClusterStatusEntry {
 /// One entry of `GET /api2/json/cluster/resources`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClusterResource {
-    /// `node/<name>` (later `qemu/<vmid>`).
+    /// `node/<name>` or `qemu/<vmid>`.
     pub id: String,
-    /// `node` (later `qemu`).
+    /// `node` or `qemu`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The node the resource is on.
     pub node: String,
-    /// `online` / `offline` / `unknown` for nodes.
+    /// Nodes: `online` / `offline` / `unknown`; VMs: `running` / `paused` / `stopped`.
     pub status: String,
+    /// VMs: the VM id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmid: Option<u32>,
+    /// VMs: the VM name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// VMs: an operation holding the VM (e.g. `migrate`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
     /// CPU usage, 0.0..=1.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<f64>,
@@ -294,4 +303,142 @@ pub struct ClusterEvent {
     pub resources: Vec<ClusterResource>,
     /// The most recent tasks, newest first.
     pub tasks: Vec<TaskSummary>,
+}
+
+/// One entry of `GET /api2/json/nodes/{node}/qemu`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VmListEntry {
+    /// VM id.
+    pub vmid: u32,
+    /// VM name.
+    pub name: String,
+    /// `running` or `stopped` (a paused VM is `running`; see `qmpstatus`).
+    pub status: String,
+    /// vCPUs.
+    pub cpus: u32,
+    /// Configured memory in bytes.
+    pub maxmem: u64,
+    /// Memory in use (resident) in bytes.
+    pub mem: u64,
+    /// CPU usage, 0.0..=1.0 of its vCPUs.
+    pub cpu: f64,
+    /// Uptime in seconds.
+    pub uptime: u64,
+    /// Process id of its `kiln-vmm`, when running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// `GET /api2/json/nodes/{node}/qemu/{vmid}/status/current`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VmStatus {
+    /// VM id.
+    pub vmid: u32,
+    /// VM name.
+    pub name: String,
+    /// Node the VM is placed on.
+    pub node: String,
+    /// `running` or `stopped`.
+    pub status: String,
+    /// `running`, `paused` or `stopped`.
+    pub qmpstatus: String,
+    /// vCPUs.
+    pub cpus: u32,
+    /// Configured memory in bytes.
+    pub maxmem: u64,
+    /// Resident memory in bytes.
+    pub mem: u64,
+    /// CPU usage, 0.0..=1.0.
+    pub cpu: f64,
+    /// Uptime in seconds.
+    pub uptime: u64,
+    /// Process id of its `kiln-vmm`, when running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Why it stopped, when it stopped on its own (Kiln extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+}
+
+/// `GET /api2/json/nodes/{node}/qemu/{vmid}/config`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VmConfig {
+    /// VM name.
+    pub name: String,
+    /// vCPUs.
+    pub cores: u32,
+    /// Memory in MiB.
+    pub memory: u32,
+    /// Boot image from the node's image store.
+    pub image: String,
+    /// Extra kernel command line (Linux guests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Start when the cluster starts (0/1).
+    pub onboot: u8,
+    /// Hash of the configuration, for optimistic locking on `PUT`.
+    pub digest: String,
+}
+
+/// `POST /api2/json/nodes/{node}/qemu`: create a VM.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VmCreateRequest {
+    /// VM id (from `/cluster/nextid`).
+    pub vmid: u32,
+    /// VM name (a DNS name).
+    pub name: Option<String>,
+    /// vCPUs (default 1).
+    pub cores: Option<u32>,
+    /// Memory in MiB (default 128).
+    pub memory: Option<u32>,
+    /// Boot image (default `kiln-test-guest`).
+    pub image: Option<String>,
+    /// Extra kernel command line.
+    pub args: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Start on cluster start (0/1).
+    pub onboot: Option<u8>,
+    /// Start right after creation (0/1).
+    pub start: Option<u8>,
+}
+
+/// An image in a node's image store (`GET /api2/json/nodes/{node}/images`, Kiln extension).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageEntry {
+    /// Image name, used in a VM's `image`.
+    pub name: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// `pvh-elf` or `linux`.
+    pub kind: String,
+    /// Free text.
+    pub description: String,
+}
+
+/// `PUT /api2/json/nodes/{node}/qemu/{vmid}/config`: change a VM's configuration (only the
+/// fields given).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfigUpdate {
+    /// VM name.
+    pub name: Option<String>,
+    /// vCPUs (only while stopped).
+    pub cores: Option<u32>,
+    /// Memory in MiB (only while stopped).
+    pub memory: Option<u32>,
+    /// Boot image (only while stopped).
+    pub image: Option<String>,
+    /// Extra kernel command line.
+    pub args: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Start on cluster start (0/1).
+    pub onboot: Option<u8>,
+    /// The digest of the configuration this change is based on; refused if it changed since.
+    pub digest: Option<String>,
 }

@@ -1,33 +1,10 @@
 // The console in a browser, against a real three-node cluster (see ../harness.ts).
 import { request as playwrightRequest, type Page } from '@playwright/test';
 import { ADMIN_USER, NODE_TIMEOUT_SECS, expect, test } from '../harness';
-
-/** Opens the login page and waits until it is hydrated (the Login button is enabled then). */
-async function openLoginPage(page: Page): Promise<void> {
-  await page.goto('/');
-  await expect(page.getByTestId('login-form')).toHaveAttribute('data-ready', 'true');
-}
-
-async function logIn(page: Page, password: string): Promise<void> {
-  await openLoginPage(page);
-  await page.getByTestId('login-username').fill(ADMIN_USER);
-  await page.getByTestId('login-password').fill(password);
-  await page.getByTestId('login-submit').click();
-  await expect(page.getByTestId('console')).toHaveAttribute('data-ready', 'true');
-}
+import { logIn, openLoginPage, watchConsole } from '../ui';
 
 function treeNode(page: Page, name: string) {
   return page.locator(`[data-testid="tree-node"][data-node="${name}"]`);
-}
-
-/** Collects console errors and failed requests, which hydration bugs and 404s show up as. */
-function watchConsole(page: Page): string[] {
-  const problems: string[] = [];
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') problems.push(`console: ${msg.text()}`);
-  });
-  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-  return problems;
 }
 
 test('the login page loads without console errors and shows the realm', async ({ page }) => {

@@ -5,13 +5,15 @@
 //! session in the UI (back to the login page); [`login`] is the one call where a 401 only means
 //! "wrong password".
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use kiln_api_types::{
-    ClusterResource, ClusterStatusEntry, Envelope, JoinTokenCreated, NodeStatus, TaskLogLine,
-    TaskSummary, Ticket, TicketRequest,
+    ClusterResource, ClusterStatusEntry, Envelope, ImageEntry, JoinTokenCreated, NodeStatus,
+    TaskLogLine, TaskSummary, Ticket, TicketRequest, VmConfig, VmCreateRequest, VmStatus,
 };
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::session::Auth;
 
@@ -27,8 +29,25 @@ pub enum ApiError {
         /// The server's message.
         message: String,
     },
+    /// HTTP 400 with per-parameter messages (Proxmox's `errors` object).
+    Params {
+        /// The server's overall message.
+        message: String,
+        /// Parameter name → what is wrong with it.
+        errors: BTreeMap<String, String>,
+    },
     /// The request did not reach the server, or its answer could not be read.
     Network(String),
+}
+
+impl ApiError {
+    /// The message for parameter `name`, if the server refused that parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        match self {
+            ApiError::Params { errors, .. } => errors.get(name).map(String::as_str),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ApiError {
@@ -36,6 +55,14 @@ impl fmt::Display for ApiError {
         match self {
             ApiError::Unauthorized(message) => f.write_str(message),
             ApiError::Server { status, message } => write!(f, "{message} (HTTP {status})"),
+            ApiError::Params { message, errors } => {
+                f.write_str(message)?;
+                for (i, (param, error)) in errors.iter().enumerate() {
+                    let sep = if i == 0 { ": " } else { "; " };
+                    write!(f, "{sep}{param}: {error}")?;
+                }
+                Ok(())
+            }
             ApiError::Network(message) => write!(f, "Cannot reach the Kiln server: {message}"),
         }
     }
@@ -48,6 +75,7 @@ impl std::error::Error for ApiError {}
 enum Method {
     Get,
     Post,
+    Put,
     Delete,
 }
 
@@ -70,19 +98,20 @@ pub fn segment(raw: &str) -> String {
 fn decode<T: DeserializeOwned>(status: u16, status_text: &str, body: &str) -> Result<T, ApiError> {
     let envelope = serde_json::from_str::<Envelope<serde_json::Value>>(body);
     if !(200..300).contains(&status) {
-        let message = envelope
-            .ok()
-            .and_then(|e| e.message)
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| {
-                if status_text.is_empty() {
-                    format!("request failed with HTTP {status}")
-                } else {
-                    status_text.to_owned()
-                }
-            });
+        let (message, errors) = match envelope {
+            Ok(e) => (e.message, e.errors.unwrap_or_default()),
+            Err(_) => (None, BTreeMap::new()),
+        };
+        let message = message.filter(|m| !m.is_empty()).unwrap_or_else(|| {
+            if status_text.is_empty() {
+                format!("request failed with HTTP {status}")
+            } else {
+                status_text.to_owned()
+            }
+        });
         return Err(match status {
             401 => ApiError::Unauthorized(message),
+            400 if !errors.is_empty() => ApiError::Params { message, errors },
             _ => ApiError::Server { status, message },
         });
     }
@@ -106,6 +135,7 @@ async fn send<T: DeserializeOwned>(
     let mut builder = match method {
         Method::Get => Request::get(&url),
         Method::Post => Request::post(&url),
+        Method::Put => Request::put(&url),
         Method::Delete => Request::delete(&url),
     }
     .cache(web_sys::RequestCache::NoStore)
@@ -175,7 +205,7 @@ impl Api {
     ) -> Result<T, ApiError> {
         let csrf = match method {
             Method::Get => None,
-            Method::Post | Method::Delete => self.auth.csrf_token(),
+            Method::Post | Method::Put | Method::Delete => self.auth.csrf_token(),
         };
         let result = send(method, path, body, csrf.as_deref()).await;
         if let Err(ApiError::Unauthorized(_)) = &result {
@@ -192,6 +222,31 @@ impl Api {
     /// `POST /api2/json/{path}` without a body, with the CSRF token.
     pub async fn post<T: DeserializeOwned>(self, path: &str) -> Result<T, ApiError> {
         self.call(Method::Post, path, None).await
+    }
+
+    /// `POST /api2/json/{path}` with `body` as JSON, with the CSRF token.
+    pub async fn post_json<T: DeserializeOwned, B: Serialize>(
+        self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
+        let body = serde_json::to_string(body).map_err(|e| ApiError::Network(e.to_string()))?;
+        self.call(Method::Post, path, Some(body)).await
+    }
+
+    /// `PUT /api2/json/{path}` with `body` as JSON, with the CSRF token.
+    pub async fn put_json<T: DeserializeOwned, B: Serialize>(
+        self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
+        let body = serde_json::to_string(body).map_err(|e| ApiError::Network(e.to_string()))?;
+        self.call(Method::Put, path, Some(body)).await
+    }
+
+    /// `DELETE /api2/json/{path}`, with the CSRF token.
+    pub async fn delete<T: DeserializeOwned>(self, path: &str) -> Result<T, ApiError> {
+        self.call(Method::Delete, path, None).await
     }
 
     /// `DELETE /access/ticket`: ends the session on the server.
@@ -245,6 +300,67 @@ impl Api {
     pub async fn create_join_token(self) -> Result<JoinTokenCreated, ApiError> {
         self.post("cluster/join-tokens").await
     }
+
+    /// `GET /cluster/nextid`: the lowest free VM id.
+    pub async fn next_vmid(self) -> Result<u32, ApiError> {
+        let id: String = self.get("cluster/nextid").await?;
+        id.trim()
+            .parse()
+            .map_err(|_| ApiError::Network(format!("the server sent an invalid VM id {id:?}")))
+    }
+
+    /// `GET /cluster/nextid?vmid=N`: `Ok` when `vmid` is free, a 400 naming why not otherwise.
+    pub async fn check_vmid(self, vmid: u32) -> Result<(), ApiError> {
+        self.get::<serde_json::Value>(&format!("cluster/nextid?vmid={vmid}"))
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /nodes/{node}/images` (Kiln extension): the node's boot images.
+    pub async fn node_images(self, node: &str) -> Result<Vec<ImageEntry>, ApiError> {
+        self.get(&format!("nodes/{}/images", segment(node))).await
+    }
+
+    /// `POST /nodes/{node}/qemu`: creates a VM; returns the task's UPID.
+    pub async fn create_vm(
+        self,
+        node: &str,
+        request: &VmCreateRequest,
+    ) -> Result<String, ApiError> {
+        self.post_json(&format!("nodes/{}/qemu", segment(node)), request)
+            .await
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/status/current`.
+    pub async fn vm_status(self, node: &str, vmid: u32) -> Result<VmStatus, ApiError> {
+        self.get(&format!(
+            "nodes/{}/qemu/{vmid}/status/current",
+            segment(node)
+        ))
+        .await
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/config`.
+    pub async fn vm_config(self, node: &str, vmid: u32) -> Result<VmConfig, ApiError> {
+        self.get(&format!("nodes/{}/qemu/{vmid}/config", segment(node)))
+            .await
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/status/{action}`: returns the task's UPID.
+    pub async fn vm_action(self, node: &str, vmid: u32, action: &str) -> Result<String, ApiError> {
+        self.post(&format!(
+            "nodes/{}/qemu/{vmid}/status/{}",
+            segment(node),
+            segment(action)
+        ))
+        .await
+    }
+
+    /// `DELETE /nodes/{node}/qemu/{vmid}`: destroys a stopped VM; returns the task's UPID.
+    pub async fn delete_vm(self, node: &str, vmid: u32) -> Result<String, ApiError> {
+        self.delete(&format!("nodes/{}/qemu/{vmid}", segment(node)))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -273,6 +389,27 @@ mod tests {
             Err(ApiError::Server {
                 status: 429,
                 message: "Too Many Requests".into()
+            })
+        );
+    }
+
+    #[test]
+    fn parameter_errors_are_kept_per_field() {
+        let body = r#"{"data":null,"message":"invalid parameters","errors":{"name":"not a DNS name","vmid":"VM 101 exists"}}"#;
+        let err = decode::<String>(400, "Bad Request", body).expect_err("a 400");
+        assert_eq!(err.param("name"), Some("not a DNS name"));
+        assert_eq!(err.param("cores"), None);
+        assert_eq!(
+            err.to_string(),
+            "invalid parameters: name: not a DNS name; vmid: VM 101 exists"
+        );
+        // A 400 without per-field errors stays a plain server error.
+        let plain = decode::<String>(400, "Bad Request", r#"{"data":null,"message":"no"}"#);
+        assert_eq!(
+            plain,
+            Err(ApiError::Server {
+                status: 400,
+                message: "no".into()
             })
         );
     }

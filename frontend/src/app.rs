@@ -17,6 +17,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                // xterm.js for the VM console (copied from npm by frontend/vendor.sh); a classic
+                // deferred script runs before the module that hydrates the page.
+                <link rel="stylesheet" href="/vendor/xterm.css"/>
+                <script src="/vendor/xterm.js" defer></script>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>

@@ -97,11 +97,41 @@ impl ClusterData {
         self.resources
             .with(|all| all.iter().find(|r| is_node(r) && r.node == name).cloned())
     }
+
+    /// One VM's resource entry, if the cluster knows the VM (reactive).
+    pub fn vm(&self, vmid: u32) -> Option<ClusterResource> {
+        self.resources.with(|all| {
+            all.iter()
+                .find(|r| is_vm(r) && r.vmid == Some(vmid))
+                .cloned()
+        })
+    }
+
+    /// The VMs placed on `node`, sorted by VM id (reactive).
+    pub fn vms_on(&self, node: &str) -> Vec<ClusterResource> {
+        self.resources.with(|all| vms_on(all, node))
+    }
 }
 
 /// Whether a resource entry is a node.
 pub fn is_node(resource: &ClusterResource) -> bool {
     resource.kind == "node"
+}
+
+/// Whether a resource entry is a virtual machine.
+pub fn is_vm(resource: &ClusterResource) -> bool {
+    resource.kind == "qemu" && resource.vmid.is_some()
+}
+
+/// The VM entries of `resources` placed on `node`, sorted by VM id.
+pub fn vms_on(resources: &[ClusterResource], node: &str) -> Vec<ClusterResource> {
+    let mut vms: Vec<_> = resources
+        .iter()
+        .filter(|r| is_vm(r) && r.node == node)
+        .cloned()
+        .collect();
+    vms.sort_by_key(|r| r.vmid);
+    vms
 }
 
 /// The node entries of `resources`, sorted by name.
@@ -373,6 +403,9 @@ mod tests {
             kind: "node".into(),
             node: node.into(),
             status: status.into(),
+            vmid: None,
+            name: None,
+            lock: None,
             cpu: None,
             maxcpu: None,
             mem: None,
@@ -388,6 +421,26 @@ mod tests {
             .map(|r| r.node)
             .collect();
         assert_eq!(names, ["n1", "n3"]);
+    }
+
+    #[test]
+    fn vms_are_listed_under_their_node_by_id() {
+        let vm = |vmid: u32, node: &str| ClusterResource {
+            id: format!("qemu/{vmid}"),
+            kind: "qemu".into(),
+            vmid: Some(vmid),
+            name: Some(format!("vm{vmid}")),
+            ..resource(node, "running")
+        };
+        let all = [
+            vm(105, "n1"),
+            resource("n1", "online"),
+            vm(101, "n1"),
+            vm(102, "n2"),
+        ];
+        let ids: Vec<_> = vms_on(&all, "n1").iter().map(|r| r.vmid).collect();
+        assert_eq!(ids, [Some(101), Some(105)]);
+        assert_eq!(nodes_sorted(&all).len(), 1);
     }
 
     #[test]

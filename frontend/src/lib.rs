@@ -15,6 +15,9 @@ pub mod events;
 pub mod format;
 pub mod pages;
 pub mod session;
+pub mod vm;
+#[cfg(feature = "hydrate")]
+pub mod xterm;
 
 pub use app::{shell, App};
 

@@ -9,12 +9,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::Url;
+use reqwest::{Method, Url};
+use rustls::pki_types::ServerName;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
-use crate::diagnose::{classify, Failure};
+use crate::diagnose::{classify, classify_error, unreachable, Failure};
 use crate::tls::{ClusterIdentity, TlsError};
-use crate::wire::{ErrorBody, NodeFacts};
+use crate::wire::{ErrorBody, ImageInfo, NodeFacts, ShutdownRequest, VmRuntime, VmSpec};
 use crate::NodeName;
+
+/// The console of a VM: a WebSocket over mutual TLS to the node agent. Binary frames carry raw
+/// serial bytes both ways; the first frames replay the console's scroll-back.
+pub type ConsoleSocket =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// The least time a VM action (start, stop, pause, resume, delete) may take before the client
+/// gives up, whatever the client's own (heartbeat) timeout: starting waits for kiln-vmm to
+/// boot and answer its control socket.
+pub const VM_ACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a call to a node agent failed.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +166,11 @@ pub struct NodeClient {
     base_url: Url,
     timeout: Duration,
     http: reqwest::Client,
+    /// Host and port of the API URL, for connections made by hand (the console).
+    host: String,
+    port: u16,
+    /// TLS for connections made by hand, offering HTTP/1.1 only (WebSockets need it).
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl NodeClient {
@@ -194,11 +214,13 @@ impl NodeClient {
                 node: node.clone(),
                 source,
             })?;
+        let mut ws_tls = tls.clone();
+        ws_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .dns_resolver(Arc::new(NodeAddressResolver {
                 node: node.clone(),
-                host,
+                host: host.clone(),
                 port,
             }))
             .redirect(reqwest::redirect::Policy::none())
@@ -216,7 +238,18 @@ impl NodeClient {
             base_url,
             timeout,
             http,
+            host,
+            port,
+            tls: Arc::new(ws_tls),
         })
+    }
+
+    /// The same client (sharing its connections) with another timeout for ordinary calls.
+    pub fn with_timeout(&self, timeout: Duration) -> NodeClient {
+        NodeClient {
+            timeout,
+            ..self.clone()
+        }
     }
 
     /// The node this client talks to.
@@ -241,10 +274,168 @@ impl NodeClient {
         Ok(facts)
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(
+    /// `GET /v1/vms`: every VM the node knows, running or not.
+    pub async fn vms(&self) -> Result<Vec<VmRuntime>, NodeClientError> {
+        self.get_json("v1/vms").await
+    }
+
+    /// `GET /v1/vms/{vmid}`: one VM (404 if the node does not know it).
+    pub async fn vm(&self, vmid: u32) -> Result<VmRuntime, NodeClientError> {
+        self.get_json(&format!("v1/vms/{vmid}")).await
+    }
+
+    /// `POST /v1/vms/{vmid}/start`: starts `spec`; answers once kiln-vmm runs and its control
+    /// socket answers. Waits at least [`VM_ACTION_TIMEOUT`].
+    pub async fn start_vm(&self, spec: &VmSpec) -> Result<VmRuntime, NodeClientError> {
+        self.vm_action(spec.vmid, "start", Some(spec), self.action_timeout())
+            .await
+    }
+
+    /// `POST /v1/vms/{vmid}/stop`: stops the VM at once (like pulling the plug).
+    pub async fn stop_vm(&self, vmid: u32) -> Result<VmRuntime, NodeClientError> {
+        self.vm_action(vmid, "stop", None::<&()>, self.action_timeout())
+            .await
+    }
+
+    /// `POST /v1/vms/{vmid}/shutdown`: presses the guest's power button and answers once the
+    /// VM has stopped; a guest still running after `timeout_secs` is stopped.
+    pub async fn shutdown_vm(
         &self,
+        vmid: u32,
+        timeout_secs: u32,
+    ) -> Result<VmRuntime, NodeClientError> {
+        let body = ShutdownRequest { timeout_secs };
+        let timeout = self.action_timeout() + Duration::from_secs(timeout_secs.into());
+        self.vm_action(vmid, "shutdown", Some(&body), timeout).await
+    }
+
+    /// `POST /v1/vms/{vmid}/reboot`: shuts the guest down (stopping it after `timeout_secs`)
+    /// and starts it again with the same spec.
+    pub async fn reboot_vm(
+        &self,
+        vmid: u32,
+        timeout_secs: u32,
+    ) -> Result<VmRuntime, NodeClientError> {
+        let body = ShutdownRequest { timeout_secs };
+        let timeout = self.action_timeout() * 2 + Duration::from_secs(timeout_secs.into());
+        self.vm_action(vmid, "reboot", Some(&body), timeout).await
+    }
+
+    /// `POST /v1/vms/{vmid}/pause`: holds the VM's vCPUs.
+    pub async fn pause_vm(&self, vmid: u32) -> Result<VmRuntime, NodeClientError> {
+        self.vm_action(vmid, "pause", None::<&()>, self.action_timeout())
+            .await
+    }
+
+    /// `POST /v1/vms/{vmid}/resume`: lets a paused VM run again.
+    pub async fn resume_vm(&self, vmid: u32) -> Result<VmRuntime, NodeClientError> {
+        self.vm_action(vmid, "resume", None::<&()>, self.action_timeout())
+            .await
+    }
+
+    /// `DELETE /v1/vms/{vmid}`: forgets a stopped VM (its directory and logs on the node);
+    /// refused (409) while it runs.
+    pub async fn delete_vm(&self, vmid: u32) -> Result<(), NodeClientError> {
+        let path = format!("v1/vms/{vmid}");
+        self.call(Method::DELETE, &path, None::<&()>, self.action_timeout())
+            .await
+            .map(drop)
+    }
+
+    /// `GET /v1/images`: the node's image store.
+    pub async fn images(&self) -> Result<Vec<ImageInfo>, NodeClientError> {
+        self.get_json("v1/images").await
+    }
+
+    /// `GET /v1/vms/{vmid}/console`: the VM's serial console as a WebSocket, over the same
+    /// mutual TLS and node-name check as every other call. Binary frames carry raw bytes both
+    /// ways; the scroll-back comes first. Several consoles may be open at once.
+    ///
+    /// Connecting (TCP, TLS, WebSocket handshake) must finish within the client's timeout.
+    pub async fn console(&self, vmid: u32) -> Result<ConsoleSocket, NodeClientError> {
+        tokio::time::timeout(self.timeout, self.connect_console(vmid))
+            .await
+            .unwrap_or_else(|_| {
+                Err(NodeClientError::Timeout {
+                    node: self.node.clone(),
+                    api_url: self.api_url.clone(),
+                    timeout: self.timeout,
+                })
+            })
+    }
+
+    async fn connect_console(&self, vmid: u32) -> Result<ConsoleSocket, NodeClientError> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| self.failure(unreachable(&e)))?;
+        let _ = tcp.set_nodelay(true);
+        let server_name = ServerName::try_from(self.node.to_string()).map_err(|e| {
+            NodeClientError::InvalidApiUrl {
+                node: self.node.clone(),
+                api_url: self.api_url.clone(),
+                reason: format!("node name is not a TLS server name: {e}"),
+            }
+        })?;
+        let tls = TlsConnector::from(self.tls.clone())
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| self.failure(classify_error(&e)))?;
+        let url = format!("wss://{}:{}/v1/vms/{vmid}/console", self.node, self.port);
+        match tokio_tungstenite::client_async(url, tls).await {
+            Ok((socket, _response)) => Ok(socket),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let status = reqwest::StatusCode::from_u16(response.status().as_u16())
+                    .unwrap_or(reqwest::StatusCode::BAD_GATEWAY);
+                let body = response.body().as_deref().unwrap_or_default();
+                Err(NodeClientError::Http {
+                    node: self.node.clone(),
+                    status,
+                    message: ErrorBody::message_from(body),
+                })
+            }
+            Err(e) => Err(self.failure(classify_error(&e))),
+        }
+    }
+
+    /// Timeout of VM actions: the client's own, but at least [`VM_ACTION_TIMEOUT`].
+    fn action_timeout(&self) -> Duration {
+        self.timeout.max(VM_ACTION_TIMEOUT)
+    }
+
+    async fn vm_action<B: Serialize>(
+        &self,
+        vmid: u32,
+        action: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<VmRuntime, NodeClientError> {
+        let path = format!("v1/vms/{vmid}/{action}");
+        let bytes = self.call(Method::POST, &path, body, timeout).await?;
+        self.decode(&bytes)
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, NodeClientError> {
+        let bytes = self
+            .call(Method::GET, path, None::<&()>, self.timeout)
+            .await?;
+        self.decode(&bytes)
+    }
+
+    fn decode<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, NodeClientError> {
+        serde_json::from_slice(body).map_err(|e| NodeClientError::InvalidResponse {
+            node: self.node.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// One request; the body of a successful answer, or the node's error.
+    async fn call<B: Serialize>(
+        &self,
+        method: Method,
         path: &str,
-    ) -> Result<T, NodeClientError> {
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, NodeClientError> {
         let url = self
             .base_url
             .join(path)
@@ -253,17 +444,30 @@ impl NodeClient {
                 api_url: self.api_url.clone(),
                 reason: e.to_string(),
             })?;
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+        let send = || {
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .timeout(timeout);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            request.send()
+        };
+        let response = match send().await {
+            Ok(response) => response,
+            // A pooled connection to an agent that has restarted since fails at once; a GET
+            // is safe to send again, on a fresh connection.
+            Err(e) if method == Method::GET && !e.is_timeout() => send()
+                .await
+                .map_err(|e| self.transport_error(&e, timeout))?,
+            Err(e) => return Err(self.transport_error(&e, timeout)),
+        };
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|e| self.transport_error(&e))?;
+            .map_err(|e| self.transport_error(&e, timeout))?;
         if !status.is_success() {
             return Err(NodeClientError::Http {
                 node: self.node.clone(),
@@ -271,16 +475,24 @@ impl NodeClient {
                 message: ErrorBody::message_from(&body),
             });
         }
-        serde_json::from_slice(&body).map_err(|e| NodeClientError::InvalidResponse {
-            node: self.node.clone(),
-            reason: e.to_string(),
-        })
+        Ok(body.to_vec())
     }
 
-    fn transport_error(&self, err: &reqwest::Error) -> NodeClientError {
+    fn transport_error(&self, err: &reqwest::Error, timeout: Duration) -> NodeClientError {
+        match classify(err) {
+            Failure::Timeout => NodeClientError::Timeout {
+                node: self.node.clone(),
+                api_url: self.api_url.clone(),
+                timeout,
+            },
+            other => self.failure(other),
+        }
+    }
+
+    fn failure(&self, failure: Failure) -> NodeClientError {
         let node = self.node.clone();
         let api_url = self.api_url.clone();
-        match classify(err) {
+        match failure {
             Failure::Timeout => NodeClientError::Timeout {
                 node,
                 api_url,

@@ -29,24 +29,8 @@ pub(crate) enum Failure {
 }
 
 pub(crate) fn classify(err: &reqwest::Error) -> Failure {
-    if let Some(tls) = find_rustls_error(err) {
-        return match tls {
-            rustls::Error::InvalidCertificate(
-                CertificateError::UnknownIssuer | CertificateError::BadSignature,
-            ) => Failure::UntrustedCertificate,
-            rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            ) => Failure::WrongName,
-            rustls::Error::AlertReceived(
-                alert @ (AlertDescription::BadCertificate
-                | AlertDescription::UnknownCA
-                | AlertDescription::CertificateRequired
-                | AlertDescription::CertificateUnknown
-                | AlertDescription::AccessDenied
-                | AlertDescription::DecryptError),
-            ) => Failure::CertificateRefused(format!("{alert:?}")),
-            other => Failure::Tls(other.to_string()),
-        };
+    if let Some(tls) = classify_tls(err) {
+        return tls;
     }
     if err.is_timeout() {
         return Failure::Timeout;
@@ -55,6 +39,37 @@ pub(crate) fn classify(err: &reqwest::Error) -> Failure {
         return Failure::Unreachable(root_cause(err));
     }
     Failure::Other(root_cause(err))
+}
+
+/// Classifies an error of a connection made by hand (the console WebSocket): TLS problems as
+/// by [`classify`], anything else as [`Failure::Other`] with its root cause.
+pub(crate) fn classify_error(err: &(dyn StdError + 'static)) -> Failure {
+    classify_tls(err).unwrap_or_else(|| Failure::Other(root_cause(err)))
+}
+
+/// The root cause of a failed connect, in words.
+pub(crate) fn unreachable(err: &(dyn StdError + 'static)) -> Failure {
+    Failure::Unreachable(root_cause(err))
+}
+
+fn classify_tls(err: &(dyn StdError + 'static)) -> Option<Failure> {
+    find_rustls_error(err).map(|tls| match tls {
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => Failure::UntrustedCertificate,
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => Failure::WrongName,
+        rustls::Error::AlertReceived(
+            alert @ (AlertDescription::BadCertificate
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateRequired
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::AccessDenied
+            | AlertDescription::DecryptError),
+        ) => Failure::CertificateRefused(format!("{alert:?}")),
+        other => Failure::Tls(other.to_string()),
+    })
 }
 
 fn find_rustls_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {

@@ -15,8 +15,11 @@ mod name;
 pub mod tls;
 pub mod wire;
 
-pub use client::{NodeClient, NodeClientError};
+pub use client::{ConsoleSocket, NodeClient, NodeClientError, VM_ACTION_TIMEOUT};
 pub use join::{join_cluster, JoinApplication, JoinError};
 pub use join_token::{JoinToken, MalformedJoinToken};
 pub use name::{InvalidNodeName, NodeName};
 pub use tls::{CertFingerprint, ClusterIdentity, TlsError};
+/// The WebSocket crate of [`ConsoleSocket`] (its `Message` type), re-exported so that users
+/// pipe consoles with the same version.
+pub use tokio_tungstenite;

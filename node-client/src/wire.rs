@@ -37,6 +37,119 @@ pub struct NodeFacts {
     pub kvm: bool,
     /// Kernel release and version (`uname -rv`).
     pub kernel: String,
+    /// Memory available for new processes (`MemAvailable`), in bytes.
+    #[serde(default)]
+    pub mem_available: u64,
+    /// Every VM the node knows (running, paused or stopped), so each heartbeat carries the
+    /// state changes since the previous one.
+    #[serde(default)]
+    pub vms: Vec<VmRuntime>,
+}
+
+/// Smallest VM id (as in Proxmox VE).
+pub const VMID_MIN: u32 = 100;
+/// Largest VM id (as in Proxmox VE).
+pub const VMID_MAX: u32 = 999_999_999;
+/// Longest VM name, in characters.
+pub const VM_NAME_MAX: usize = 64;
+/// Smallest guest memory, in MiB.
+pub const VM_MEMORY_MIN_MIB: u32 = 16;
+/// Name under which every node registers the Kiln test guest in its image store.
+pub const TEST_GUEST_IMAGE: &str = "kiln-test-guest";
+
+/// What to run: body of `POST /v1/vms/{vmid}/start`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VmSpec {
+    /// VM id, [`VMID_MIN`]..=[`VMID_MAX`]; must match the path.
+    pub vmid: u32,
+    /// Display name, at most [`VM_NAME_MAX`] characters.
+    pub name: String,
+    /// Guest memory in MiB, [`VM_MEMORY_MIN_MIB`]..=host RAM.
+    pub memory_mib: u32,
+    /// Virtual CPUs, 1..=4 × host CPUs.
+    pub vcpus: u32,
+    /// Image name in the node's image store (see `GET /v1/images`).
+    pub image: String,
+    /// Kernel command line handed to the guest.
+    #[serde(default)]
+    pub cmdline: Option<String>,
+}
+
+/// Power state of a VM.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum VmPowerState {
+    /// Its vCPUs run.
+    Running,
+    /// Its vCPUs are held; memory stays allocated.
+    Paused,
+    /// No kiln-vmm process runs for it.
+    Stopped,
+}
+
+impl VmPowerState {
+    /// The lowercase word used on the wire (`running`, `paused`, `stopped`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmPowerState::Running => "running",
+            VmPowerState::Paused => "paused",
+            VmPowerState::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for VmPowerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a node knows about one of its VMs right now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VmRuntime {
+    /// VM id.
+    pub vmid: u32,
+    /// Display name (from its [`VmSpec`]).
+    pub name: String,
+    /// Power state.
+    pub state: VmPowerState,
+    /// Process id of its kiln-vmm while one runs.
+    pub pid: Option<u32>,
+    /// Seconds since the guest started (0 when stopped).
+    pub uptime_secs: u64,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// CPU usage over the last second as a share of its vCPUs, 0.0..=1.0 (Proxmox' `cpu`).
+    pub cpu_usage: f64,
+    /// Configured guest memory, in bytes.
+    pub memory_bytes: u64,
+    /// Resident memory of its kiln-vmm process, in bytes (0 when stopped).
+    pub rss_bytes: u64,
+    /// Why it stopped, for a human (set when stopped), e.g. "guest powered off",
+    /// "kiln-vmm was killed (signal 9)", "guest crashed: triple fault", "stopped by request".
+    pub stop_reason: Option<String>,
+    /// Whether it stopped for a reason nobody asked for (a crash, a kill).
+    pub crashed: bool,
+}
+
+/// An image in a node's image store (`GET /v1/images`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// Name to use in [`VmSpec::image`].
+    pub name: String,
+    /// File size in bytes.
+    pub size_bytes: u64,
+    /// Image format: `pvh-elf` (an ELF kernel with a PVH entry note) or `unknown`.
+    pub kind: String,
+    /// What it is, for a human.
+    pub description: String,
+}
+
+/// Body of `POST /v1/vms/{vmid}/shutdown` and `/reboot`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShutdownRequest {
+    /// How long the guest gets to power off after the power button before it is stopped.
+    pub timeout_secs: u32,
 }
 
 /// Body of `POST /api2/kiln/join` on the server: a node asks to join with a one-time token.
@@ -92,6 +205,34 @@ impl ErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn power_state_is_lowercase_on_the_wire() {
+        assert_eq!(
+            serde_json::to_string(&VmPowerState::Paused).expect("json"),
+            r#""paused""#
+        );
+        assert_eq!(VmPowerState::Stopped.to_string(), "stopped");
+    }
+
+    #[test]
+    fn facts_of_an_older_agent_without_vms_still_parse() {
+        let json = r#"{"name":"n1","api_version":1,"agent_version":"0.1.0","uptime_secs":1,
+            "cpus":2,"cpu_model":"x","cpu_sockets":1,"cpu_usage":0.0,"loadavg":[0,0,0],
+            "mem_total":10,"mem_used":5,"kvm":true,"kernel":"6.1"}"#;
+        let facts: NodeFacts = serde_json::from_str(json).expect("facts");
+        assert!(facts.vms.is_empty());
+        assert_eq!(facts.mem_available, 0);
+    }
+
+    #[test]
+    fn spec_without_cmdline_parses() {
+        let spec: VmSpec = serde_json::from_str(
+            r#"{"vmid":101,"name":"a","memory_mib":64,"vcpus":1,"image":"kiln-test-guest"}"#,
+        )
+        .expect("spec");
+        assert_eq!(spec.cmdline, None);
+    }
 
     #[test]
     fn error_message_comes_from_the_json_body_or_the_raw_text() {

@@ -218,6 +218,9 @@ impl FactsReader {
             mem_used: mem.total - mem.available,
             kvm: kvm_usable(),
             kernel: self.kernel.clone(),
+            mem_available: mem.available,
+            // Filled in per request by the status handler.
+            vms: Vec::new(),
         })
     }
 }
@@ -433,6 +436,7 @@ physical id\t: 1
         );
         assert_eq!(facts.loadavg, [1.0, 2.0, 3.0]);
         assert_eq!((facts.mem_total, facts.mem_used), (1000 * 1024, 750 * 1024));
+        assert_eq!(facts.mem_available, 250 * 1024);
         assert_eq!(facts.uptime_secs, 42);
         assert!((facts.cpu_usage - 0.2).abs() < 1e-9);
 

@@ -1,13 +1,14 @@
 //! `kiln-node`: the Kiln node agent.
 //!
 //! `kiln-node join` makes the host a cluster member; `kiln-node run` serves the node API over
-//! mutual TLS.
+//! mutual TLS and supervises the node's VMs (one `kiln-vmm` process each).
 
 mod api;
 mod config;
 mod facts;
 mod join;
 mod tls_server;
+mod vms;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -58,12 +59,27 @@ enum Command {
         #[arg(long)]
         advertise: Option<String>,
     },
-    /// Serve the node API (requires a joined data directory).
+    /// Serve the node API and run VMs (requires a joined data directory).
     Run {
         /// Listen on this address instead of the one stored at join time.
         #[arg(long, env = "KILN_NODE_LISTEN")]
         listen: Option<SocketAddr>,
+        /// The kiln-vmm binary [default: kiln-vmm next to this executable].
+        #[arg(long, env = "KILN_VMM_BIN", value_name = "PATH")]
+        vmm_bin: Option<PathBuf>,
+        /// The Kiln test guest, registered as image `kiln-test-guest`
+        /// [default: /usr/share/kiln/kiln-test-guest, else kiln-test-guest next to this
+        /// executable].
+        #[arg(long, env = "KILN_TEST_GUEST", value_name = "PATH")]
+        test_guest: Option<PathBuf>,
     },
+}
+
+/// What `kiln-node run` needs besides the data directory.
+struct RunOptions {
+    listen: Option<SocketAddr>,
+    vmm_bin: Option<PathBuf>,
+    test_guest: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -127,11 +143,22 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Run { listen } => runtime.block_on(run(&data, listen)),
+        Command::Run {
+            listen,
+            vmm_bin,
+            test_guest,
+        } => runtime.block_on(run(
+            &data,
+            RunOptions {
+                listen,
+                vmm_bin,
+                test_guest,
+            },
+        )),
     }
 }
 
-async fn run(data: &DataDir, listen_override: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn run(data: &DataDir, options: RunOptions) -> anyhow::Result<()> {
     let config = data.load_config()?;
     let identity = data.load_identity()?;
     let tls = identity
@@ -142,18 +169,78 @@ async fn run(data: &DataDir, listen_override: Option<SocketAddr>) -> anyhow::Res
     let facts = facts::spawn_sampler(reader)
         .await
         .context("cannot read host facts")?;
+    let vms = open_supervisor(data, &config.name, &facts.borrow(), &options).await?;
 
-    let listen = listen_override.unwrap_or(config.listen);
+    let listen = options.listen.unwrap_or(config.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr().unwrap_or(listen);
     tracing::info!("kiln-node {} listening on {local}", config.name);
 
-    let app = api::router(api::AppState { facts });
+    let app = api::router(api::AppState { facts, vms });
     tls_server::serve(listener, Arc::new(tls), app, shutdown_signal()).await;
     tracing::info!("kiln-node {} stopped", config.name);
     Ok(())
+}
+
+/// Sets up the image store (registering the test guest) and the VM supervisor, which
+/// re-attaches to the VMs still running from before.
+async fn open_supervisor(
+    data: &DataDir,
+    node: &NodeName,
+    facts: &kiln_node_client::wire::NodeFacts,
+    options: &RunOptions,
+) -> anyhow::Result<vms::Supervisor> {
+    use kiln_node_client::wire::TEST_GUEST_IMAGE;
+
+    let vmm_bin = match &options.vmm_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .context(
+                "cannot locate the kiln-node executable to find kiln-vmm beside it; pass --vmm-bin",
+            )?
+            .with_file_name("kiln-vmm"),
+    };
+    if !vmm_bin.is_file() {
+        tracing::warn!(
+            "kiln-vmm not found at {}; VMs cannot start until it is installed there (or pass --vmm-bin / KILN_VMM_BIN)",
+            vmm_bin.display()
+        );
+    }
+    let images = vms::ImageStore::new(data.path().join("images"));
+    let given = options.test_guest.clone();
+    let store = images.clone();
+    let registered = tokio::task::spawn_blocking(move || {
+        let source = vms::images::find_test_guest(given.as_deref())?;
+        Some((store.register(TEST_GUEST_IMAGE, &source), source))
+    })
+    .await
+    .context("the image store task failed")?;
+    match registered {
+        Some((Ok(copied), source)) => tracing::info!(
+            "image {TEST_GUEST_IMAGE}: {} {}",
+            if copied { "registered from" } else { "up to date with" },
+            source.display()
+        ),
+        Some((Err(e), _)) => tracing::warn!("cannot register the test guest: {e}"),
+        None => tracing::warn!(
+            "the Kiln test guest was not found (--test-guest, KILN_TEST_GUEST, /usr/share/kiln/{TEST_GUEST_IMAGE} or beside kiln-node); image {TEST_GUEST_IMAGE} is unavailable"
+        ),
+    }
+    let supervisor = vms::Supervisor::open(vms::SupervisorConfig {
+        node: node.clone(),
+        vms_dir: data.path().join("vms"),
+        vmm_bin,
+        images,
+        host: vms::HostLimits {
+            memory_mib: facts.mem_total / (1024 * 1024),
+            cpus: facts.cpus,
+        },
+    })
+    .await
+    .context("cannot open the VM supervisor")?;
+    Ok(supervisor)
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -57,7 +57,8 @@ pub async fn serve(
                 }
             };
             let served = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
+                // With upgrades: the console endpoint is a WebSocket.
+                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app))
                 .await;
             if let Err(e) = served {
                 tracing::debug!(%peer, "connection ended with an error: {e}");

@@ -48,6 +48,9 @@ pub struct RunArgs {
     /// A node silent this long is marked offline.
     #[arg(long, env = "KILN_NODE_TIMEOUT_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub node_timeout_secs: u64,
+    /// Memory assignable to running VMs per node, as a multiple of its RAM (1.0: none beyond RAM).
+    #[arg(long, env = "KILN_MEMORY_OVERCOMMIT", default_value_t = 1.0)]
+    pub memory_overcommit: f64,
     /// A failed login is answered after this delay (as Proxmox does), in milliseconds.
     #[arg(long, env = "KILN_LOGIN_FAILURE_DELAY_MS", default_value_t = 2000)]
     pub login_failure_delay_ms: u64,

@@ -13,6 +13,7 @@ mod pki;
 mod state;
 mod tasks;
 mod ui;
+mod vms;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use tower_sessions_sqlx_store::SqliteStore;
 
 use auth::ratelimit::{LoginLimiter, LoginLimits};
 use auth::session::{SessionPolicy, COOKIE_NAME};
-use cluster::{ChangeSignal, NodeRegistry};
+use cluster::{ChangeSignal, NodeClients, NodeRegistry};
 use config::{Cli, Command, JoinTokenArgs, RunArgs};
 use db::Db;
 use pki::ServerPki;
@@ -144,7 +145,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         tasks: TaskManager::new(db.clone(), changes.clone()),
         db,
         ca: pki.ca,
-        identity,
+        // A heartbeat request may take most of a period, never longer than the offline timeout.
+        clients: NodeClients::new(
+            identity,
+            args.heartbeat()
+                .max(Duration::from_millis(900))
+                .min(args.node_timeout()),
+        ),
+        vm_locks: vms::VmLocks::default(),
+        reconciler: vms::reconcile::Reconciler::default(),
+        placement: tokio::sync::Mutex::new(()),
+        memory_overcommit: args.memory_overcommit,
         nodes: NodeRegistry::new(args.node_timeout()),
         changes,
         login_limiter: LoginLimiter::new(LoginLimits::default()),

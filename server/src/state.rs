@@ -4,12 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
-use kiln_node_client::ClusterIdentity;
 use leptos::config::LeptosOptions;
 
 use crate::auth::ratelimit::LoginLimiter;
 use crate::auth::session::SessionPolicy;
-use crate::cluster::{ChangeSignal, NodeRegistry};
+use crate::cluster::{ChangeSignal, NodeClients, NodeRegistry};
 use crate::db::Db;
 use crate::pki::ClusterCa;
 use crate::tasks::TaskManager;
@@ -24,8 +23,16 @@ pub struct Inner {
     pub db: Db,
     /// Cluster CA (signs node certificates).
     pub ca: ClusterCa,
-    /// The identity the server presents to nodes.
-    pub identity: ClusterIdentity,
+    /// Clients for the node API (mutual TLS with the server's cluster identity).
+    pub clients: NodeClients,
+    /// VM operations in progress (one at a time per VM).
+    pub vm_locks: crate::vms::VmLocks,
+    /// Memory of the VM reconcile loop.
+    pub reconciler: crate::vms::reconcile::Reconciler,
+    /// Serialises placement decisions (check capacity, then start).
+    pub placement: tokio::sync::Mutex<()>,
+    /// Assignable memory per node, as a multiple of its RAM (1.0 = no overcommit).
+    pub memory_overcommit: f64,
     /// Live node state.
     pub nodes: NodeRegistry,
     /// Change signal for the UI event stream.

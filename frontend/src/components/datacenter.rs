@@ -7,6 +7,7 @@ use leptos::prelude::*;
 use crate::api::Api;
 use crate::components::join_dialog::JoinDialog;
 use crate::components::meter::Meter;
+use crate::components::vm_wizard::CreateVm;
 use crate::events::{node_state, ClusterData};
 use crate::format;
 use crate::session::Auth;
@@ -67,6 +68,7 @@ pub fn DatacenterSummary() -> impl IntoView {
             .collect()
     });
     let joining = RwSignal::new(false);
+    let create_vm = CreateVm::expect();
 
     // The cluster status list changes when nodes come, go or change state: reload it then.
     let status = RwSignal::new(Vec::<ClusterStatusEntry>::new());
@@ -105,6 +107,15 @@ pub fn DatacenterSummary() -> impl IntoView {
                         (!name.is_empty()).then(|| format!(" ({name})"))
                     }}
                 </h2>
+                <div class="head-actions">
+                <button
+                    type="button"
+                    class="button"
+                    data-testid="datacenter-create-vm"
+                    on:click=move |_| create_vm.open(None)
+                >
+                    "Create VM"
+                </button>
                 <button
                     type="button"
                     class="button primary"
@@ -113,6 +124,7 @@ pub fn DatacenterSummary() -> impl IntoView {
                 >
                     "Join node"
                 </button>
+                </div>
             </div>
             <div class="cards">
                 <div class="card">
@@ -208,6 +220,9 @@ mod tests {
             kind: "node".into(),
             node: name.into(),
             status: status.into(),
+            vmid: None,
+            name: None,
+            lock: None,
             cpu: Some(cpu),
             maxcpu: Some(maxcpu),
             mem: Some(mem),

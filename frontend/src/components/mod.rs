@@ -8,3 +8,8 @@ pub mod meter;
 pub mod node_summary;
 pub mod tasks;
 pub mod tree;
+pub mod vm_actions;
+pub mod vm_console;
+pub mod vm_summary;
+pub mod vm_view;
+pub mod vm_wizard;

@@ -8,6 +8,7 @@ use leptos::prelude::*;
 
 use crate::api::Api;
 use crate::components::meter::Meter;
+use crate::components::vm_wizard::CreateVm;
 use crate::events::{node_state, ClusterData};
 use crate::format;
 
@@ -88,6 +89,8 @@ pub fn NodeSummary(
 
     let online = move || state.get() == NodeState::Online;
     let title = format!("Node '{node}'");
+    let create_vm = CreateVm::expect();
+    let create_on = node.clone();
     // Why the node is not online: the server's explanation when the status call failed
     // (it names the last heartbeat), else the heartbeat age the status reported.
     let offline_detail = move || {
@@ -123,7 +126,18 @@ pub fn NodeSummary(
             <div class="tabs" role="tablist">
                 <span class="tab active" role="tab" aria-selected="true">"Summary"</span>
             </div>
-            <h2 class="summary-title">{title}</h2>
+            <div class="summary-head">
+                <h2 class="summary-title">{title}</h2>
+                <button
+                    type="button"
+                    class="button primary"
+                    data-testid="node-create-vm"
+                    disabled=move || !online()
+                    on:click=move |_| create_vm.open(Some(create_on.clone()))
+                >
+                    "Create VM"
+                </button>
+            </div>
             <Show when=move || !online() && (live.with(Option::is_some) || error.with(Option::is_some))>
                 <div class="notice warning" role="status" data-testid="node-offline-notice">
                     <strong>{offline_title.clone()}</strong>

@@ -62,11 +62,40 @@ fn description(task: &TaskSummary) -> String {
     }
 }
 
+/// The task viewer's open task, shared through context so that any action can show its task.
+#[derive(Clone, Copy)]
+pub struct TaskViewer {
+    open: RwSignal<Option<TaskSummary>>,
+}
+
+impl TaskViewer {
+    /// Creates a closed viewer and provides it as context.
+    pub fn provide() -> Self {
+        let viewer = TaskViewer {
+            open: RwSignal::new(None),
+        };
+        provide_context(viewer);
+        viewer
+    }
+
+    /// The viewer provided by [`TaskViewer::provide`].
+    pub fn expect() -> Self {
+        expect_context()
+    }
+
+    /// Opens the viewer on the task with this UPID (as a state-changing call returned it).
+    pub fn show_upid(&self, upid: &str) {
+        if let Some(task) = crate::vm::task_from_upid(upid) {
+            self.open.set(Some(task));
+        }
+    }
+}
+
 /// The bottom panel listing recent tasks; a click opens the task's log.
 #[component]
 pub fn TaskPanel() -> impl IntoView {
     let data = ClusterData::expect();
-    let open_task = RwSignal::new(None::<TaskSummary>);
+    let open_task = TaskViewer::expect().open;
     view! {
         <section class="task-panel" aria-labelledby="task-panel-title" data-testid="task-panel">
             <div class="panel-title" id="task-panel-title">"Tasks"</div>

@@ -1,9 +1,11 @@
-//! The resource tree on the left: "Datacenter" and one entry per node with its state.
+//! The resource tree on the left: "Datacenter", one entry per node with its state, and the
+//! node's virtual machines under it.
 
 use kiln_api_types::NodeState;
 use leptos::prelude::*;
 
 use crate::events::{node_state, ClusterData};
+use crate::vm::VmState;
 
 /// What the content panel shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +14,8 @@ pub enum Selection {
     Datacenter,
     /// One node, by name.
     Node(String),
+    /// One virtual machine, by VM id.
+    Vm(u32),
 }
 
 /// The resource tree; clicking an entry changes `selection`.
@@ -77,12 +81,22 @@ fn NodeEntry(name: String, selection: RwSignal<Selection>) -> impl IntoView {
         let name = name.clone();
         move |_| selection.set(Selection::Node(name.clone()))
     };
+    let vmids = Memo::new({
+        let name = name.clone();
+        move |_| {
+            data.vms_on(&name)
+                .into_iter()
+                .filter_map(|r| r.vmid)
+                .collect::<Vec<_>>()
+        }
+    });
     let status = move || state.get().as_str();
     let node_attr = name.clone();
     view! {
         <li
             role="treeitem"
             aria-selected=move || selected.get().to_string()
+            aria-expanded=move || (!vmids.with(Vec::is_empty)).then_some("true")
             data-testid="tree-node"
             data-node=node_attr
             data-status=status
@@ -93,6 +107,52 @@ fn NodeEntry(name: String, selection: RwSignal<Selection>) -> impl IntoView {
                 <Show when=move || state.get() != NodeState::Online>
                     <span class="tree-state">{status}</span>
                 </Show>
+            </button>
+            <Show when=move || !vmids.with(Vec::is_empty)>
+                <ul role="group" class="tree-children">
+                    <For each=move || vmids.get() key=|vmid| *vmid let:vmid>
+                        <VmEntry vmid selection/>
+                    </For>
+                </ul>
+            </Show>
+        </li>
+    }
+}
+
+/// One VM in the tree: `101 (name)` with a running/paused/stopped icon.
+#[component]
+fn VmEntry(vmid: u32, selection: RwSignal<Selection>) -> impl IntoView {
+    let data = ClusterData::expect();
+    let vm = Memo::new(move |_| data.vm(vmid));
+    let state = Memo::new(move |_| {
+        vm.with(|r| r.as_ref().map(VmState::of))
+            .unwrap_or(VmState::Unknown)
+    });
+    let label = move || {
+        vm.with(|r| match r.as_ref().and_then(|r| r.name.as_deref()) {
+            Some(name) if !name.is_empty() => format!("{vmid} ({name})"),
+            _ => vmid.to_string(),
+        })
+    };
+    let selected = Memo::new(move |_| selection.get() == Selection::Vm(vmid));
+    let status = move || state.get().as_str();
+    view! {
+        <li
+            role="treeitem"
+            aria-selected=move || selected.get().to_string()
+            data-testid="tree-vm"
+            data-vmid=vmid.to_string()
+            data-status=status
+        >
+            <button
+                type="button"
+                class="tree-row"
+                class:selected=selected
+                title=move || format!("VM {vmid}: {}", status())
+                on:click=move |_| selection.set(Selection::Vm(vmid))
+            >
+                <span class=move || format!("tree-icon vm-icon {}", status()) aria-hidden="true"></span>
+                <span class="tree-label">{label}</span>
             </button>
         </li>
     }

@@ -6,8 +6,10 @@ use crate::api::{Api, ApiError};
 use crate::components::banner::{Banner, ErrorBanner};
 use crate::components::datacenter::DatacenterSummary;
 use crate::components::node_summary::NodeSummary;
-use crate::components::tasks::TaskPanel;
+use crate::components::tasks::{TaskPanel, TaskViewer};
 use crate::components::tree::{ResourceTree, Selection};
+use crate::components::vm_view::VmView;
+use crate::components::vm_wizard::{CreateVm, CreateVmHost};
 use crate::events::{self, ClusterData};
 use crate::pages::use_hydrated;
 use crate::session::{Auth, UserSession};
@@ -23,6 +25,8 @@ pub fn ConsolePage(
     provide_context(api);
     let banner = Banner::provide();
     let data = ClusterData::provide();
+    TaskViewer::provide();
+    CreateVm::provide();
     let selection = RwSignal::new(Selection::Datacenter);
     let hydrated = use_hydrated();
 
@@ -33,29 +37,45 @@ pub fn ConsolePage(
     let content = move || match current.get() {
         Selection::Datacenter => view! { <DatacenterSummary/> }.into_any(),
         Selection::Node(node) => view! { <NodeSummary node/> }.into_any(),
+        Selection::Vm(vmid) => view! { <VmView vmid selection/> }.into_any(),
     };
 
     view! {
         <div class="console" data-testid="console" data-ready=move || hydrated.get().to_string()>
-            <TopBar user hydrated/>
+            <TopBar user hydrated selection/>
             <ErrorBanner/>
             <div class="workspace">
                 <ResourceTree selection/>
                 <main class="content" aria-live="polite">{content}</main>
             </div>
             <TaskPanel/>
+            <CreateVmHost selection/>
         </div>
     }
 }
 
-/// The top bar: logo, cluster name, stream state, user and Logout.
+/// The top bar: logo, cluster name, stream state, "Create VM", user and Logout.
 #[component]
-fn TopBar(user: UserSession, hydrated: ReadSignal<bool>) -> impl IntoView {
+fn TopBar(
+    user: UserSession,
+    hydrated: ReadSignal<bool>,
+    selection: RwSignal<Selection>,
+) -> impl IntoView {
     let auth = Auth::expect();
     let api = Api::expect();
     let banner = Banner::expect();
     let data = ClusterData::expect();
     let leaving = RwSignal::new(false);
+    let create_vm = CreateVm::expect();
+    // The wizard proposes the node the user is looking at.
+    let create = move |_| {
+        let node = match selection.get_untracked() {
+            Selection::Node(node) => Some(node),
+            Selection::Vm(vmid) => data.vm(vmid).map(|r| r.node),
+            Selection::Datacenter => None,
+        };
+        create_vm.open(node);
+    };
 
     let logout = move |_| {
         leaving.set(true);
@@ -88,6 +108,15 @@ fn TopBar(user: UserSession, hydrated: ReadSignal<bool>) -> impl IntoView {
             >
                 {move || data.link.get().label()}
             </div>
+            <button
+                type="button"
+                class="button primary"
+                data-testid="create-vm"
+                disabled=move || !hydrated.get()
+                on:click=create
+            >
+                "Create VM"
+            </button>
             <div class="user" data-testid="current-user">{user.username}</div>
             <button
                 type="button"

@@ -3,26 +3,42 @@
 //! Only callers holding a cluster certificate ever reach these handlers; the TLS layer refuses
 //! everyone else. Errors answer with [`ErrorBody`] JSON.
 
+mod console;
 mod status;
+mod vms;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use kiln_node_client::wire::{ErrorBody, NodeFacts};
 use tokio::sync::watch;
+
+use crate::vms::{ImageError, Supervisor, VmError};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     /// The latest host facts, refreshed by the sampler task.
     pub facts: watch::Receiver<NodeFacts>,
+    /// The VMs of this node.
+    pub vms: Supervisor,
 }
 
 /// The node API router.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/status", get(status::status))
+        .route("/v1/vms", get(vms::list))
+        .route("/v1/vms/{vmid}", get(vms::get).delete(vms::delete))
+        .route("/v1/vms/{vmid}/start", post(vms::start))
+        .route("/v1/vms/{vmid}/stop", post(vms::stop))
+        .route("/v1/vms/{vmid}/shutdown", post(vms::shutdown))
+        .route("/v1/vms/{vmid}/reboot", post(vms::reboot))
+        .route("/v1/vms/{vmid}/pause", post(vms::pause))
+        .route("/v1/vms/{vmid}/resume", post(vms::resume))
+        .route("/v1/vms/{vmid}/console", get(console::console))
+        .route("/v1/images", get(vms::images))
         .fallback(not_found)
         .with_state(state)
 }
@@ -49,6 +65,24 @@ impl ApiError {
             status,
             message: message.into(),
         }
+    }
+}
+
+impl From<VmError> for ApiError {
+    fn from(err: VmError) -> Self {
+        let status = match &err {
+            VmError::NotFound { .. } => StatusCode::NOT_FOUND,
+            VmError::BadSpec(_) | VmError::Image(ImageError::InvalidName(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            VmError::WrongState(_) => StatusCode::CONFLICT,
+            VmError::Image(ImageError::Missing { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            VmError::Image(ImageError::Io { .. })
+            | VmError::StartFailed { .. }
+            | VmError::Control { .. }
+            | VmError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, err.to_string())
     }
 }
 
@@ -86,11 +120,26 @@ mod tests {
             mem_used: 5,
             kvm: true,
             kernel: "6.1".into(),
+            mem_available: 5,
+            vms: Vec::new(),
         }
     }
 
     async fn call(uri: &str, facts: watch::Receiver<NodeFacts>) -> (StatusCode, Vec<u8>) {
-        let response = router(AppState { facts })
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vms = Supervisor::open(crate::vms::SupervisorConfig {
+            node: "n1".parse().expect("name"),
+            vms_dir: dir.path().join("vms"),
+            vmm_bin: dir.path().join("kiln-vmm"),
+            images: crate::vms::ImageStore::new(dir.path().join("images")),
+            host: crate::vms::HostLimits {
+                memory_mib: 1024,
+                cpus: 2,
+            },
+        })
+        .await
+        .expect("supervisor");
+        let response = router(AppState { facts, vms })
             .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
             .await
             .expect("infallible");
@@ -111,6 +160,20 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         let got: NodeFacts = serde_json::from_slice(&body).expect("NodeFacts JSON");
         assert_eq!(got, newer);
+    }
+
+    #[tokio::test]
+    async fn vm_errors_answer_with_their_status_and_message() {
+        let (_tx, rx) = watch::channel(facts());
+        let (status, body) = call("/v1/vms/101", rx.clone()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(ErrorBody::message_from(&body), "no VM 101 on node n1");
+        let (status, body) = call("/v1/vms/abc", rx.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(ErrorBody::message_from(&body).contains("not a number"));
+        let (status, body) = call("/v1/images", rx).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, b"[]");
     }
 
     #[tokio::test]

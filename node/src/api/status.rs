@@ -6,7 +6,9 @@ use kiln_node_client::wire::NodeFacts;
 
 use super::AppState;
 
-/// The latest sampled facts; never touches `/proc` itself.
+/// The latest sampled facts with the VMs as they are now; never touches `/proc` itself.
 pub async fn status(State(state): State<AppState>) -> Json<NodeFacts> {
-    Json(state.facts.borrow().clone())
+    let mut facts = state.facts.borrow().clone();
+    facts.vms = state.vms.list();
+    Json(facts)
 }

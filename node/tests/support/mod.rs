@@ -120,7 +120,15 @@ impl Agent {
     pub fn run(data_dir: &Path, port: u16) -> Agent {
         let log = data_dir.join("agent.log");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_kiln-node"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln-node"));
+        // VM tests check with `require_vm_binaries` that these exist; other tests do not care.
+        if let Some(guest) = test_guest() {
+            command.env("KILN_TEST_GUEST", guest);
+        }
+        if let Some(vmm) = vmm_binary() {
+            command.env("KILN_VMM_BIN", vmm);
+        }
+        let child = command
             .arg("run")
             .arg("--data-dir")
             .arg(data_dir)
@@ -200,6 +208,52 @@ impl Agent {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Kills the agent with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL kiln-node");
+        self.child.wait().expect("reap kiln-node");
+    }
+}
+
+/// The workspace's target directory of this build (`target/debug`), where kiln-node is.
+fn build_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_kiln-node"))
+        .parent()
+        .expect("kiln-node has a directory")
+        .to_owned()
+}
+
+/// The kiln-vmm binary: `$KILN_VMM_BIN`, else `kiln-vmm` beside the kiln-node under test.
+pub fn vmm_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("KILN_VMM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| build_dir().join("kiln-vmm"));
+    path.is_file().then_some(path)
+}
+
+/// The Kiln test guest: `$KILN_TEST_GUEST`, else where `make guest` puts it.
+pub fn test_guest() -> Option<PathBuf> {
+    let path = std::env::var_os("KILN_TEST_GUEST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/guest/x86_64-unknown-none/release/kiln-test-guest")
+        });
+    path.is_file().then_some(path)
+}
+
+/// Fails with what to build when kiln-vmm or the test guest is missing.
+pub fn require_vm_binaries() {
+    assert!(
+        vmm_binary().is_some(),
+        "kiln-vmm is not built: run `cargo build -p kiln-vmm` (expected {}; or set KILN_VMM_BIN)",
+        build_dir().join("kiln-vmm").display()
+    );
+    assert!(
+        test_guest().is_some(),
+        "the Kiln test guest is not built: run `make guest` (or set KILN_TEST_GUEST)"
+    );
 }
 
 impl Drop for Agent {

@@ -74,6 +74,9 @@ pub async fn visible_resources(
             authorize(userid, &format!("/nodes/{}", r.node), Privilege::SysAudit).is_ok()
         }));
     }
+    if kind.is_none() || kind == Some("vm") {
+        out.extend(super::qemu::vm_resources(app, userid).await?);
+    }
     Ok(out)
 }
 

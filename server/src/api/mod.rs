@@ -2,11 +2,13 @@
 
 mod access;
 mod cluster;
+mod console;
 pub mod error;
 mod events;
 pub mod join;
 mod nodes;
 pub mod params;
+mod qemu;
 mod tasks;
 mod version;
 
@@ -35,6 +37,30 @@ pub fn router() -> Router<AppState> {
             get(tasks::status),
         )
         .route("/api2/json/nodes/{node}/tasks/{upid}/log", get(tasks::log))
+        .route("/api2/json/nodes/{node}/images", get(qemu::images))
+        .route(
+            "/api2/json/nodes/{node}/qemu",
+            get(qemu::list).post(qemu::create),
+        )
+        .route(
+            "/api2/json/nodes/{node}/qemu/{vmid}",
+            axum::routing::delete(qemu::destroy),
+        )
+        .route(
+            "/api2/json/nodes/{node}/qemu/{vmid}/config",
+            get(qemu::get_config)
+                .put(qemu::set_config)
+                .post(qemu::set_config),
+        )
+        .route(
+            "/api2/json/nodes/{node}/qemu/{vmid}/status/current",
+            get(qemu::status),
+        )
+        .route(
+            "/api2/json/nodes/{node}/qemu/{vmid}/status/{action}",
+            post(qemu::action),
+        )
+        .route("/api2/json/cluster/nextid", get(qemu::next_id))
         .route("/api2/json/cluster/status", get(cluster::status))
         .route("/api2/json/cluster/resources", get(cluster::resources))
         .route("/api2/json/cluster/tasks", get(tasks::list_cluster))
@@ -42,6 +68,10 @@ pub fn router() -> Router<AppState> {
         .route("/api2/kiln/ca", get(join::ca))
         .route("/api2/kiln/join", post(join::join))
         .route("/api2/kiln/events", get(events::stream))
+        .route(
+            "/api2/kiln/nodes/{node}/qemu/{vmid}/console",
+            get(console::console),
+        )
         .route("/api2/{*rest}", axum::routing::any(unknown_path))
         .layer(DefaultBodyLimit::max(params::MAX_BODY))
 }

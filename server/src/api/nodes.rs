@@ -42,6 +42,9 @@ pub fn node_resource(rec: &NodeRecord, rt: &NodeRuntime, state: NodeState) -> Cl
         mem: facts.map(|f| f.mem_used),
         maxmem: rt.facts.as_ref().map(|f| f.mem_total),
         uptime: facts.map(|f| f.uptime_secs),
+        vmid: None,
+        name: None,
+        lock: None,
     }
 }
 

@@ -13,6 +13,16 @@ pub enum Privilege {
     SysAudit,
     /// Change cluster configuration, e.g. create join tokens (`Sys.Modify`).
     SysModify,
+    /// See a VM and its state (`VM.Audit`).
+    VmAudit,
+    /// Open a VM's console (`VM.Console`).
+    VmConsole,
+    /// Start, stop, pause a VM (`VM.PowerMgmt`).
+    VmPowerMgmt,
+    /// Create or remove VMs (`VM.Allocate`).
+    VmAllocate,
+    /// Change a VM's CPU, memory and boot options (`VM.Config.Options`).
+    VmConfig,
 }
 
 impl fmt::Display for Privilege {
@@ -20,6 +30,11 @@ impl fmt::Display for Privilege {
         f.write_str(match self {
             Privilege::SysAudit => "Sys.Audit",
             Privilege::SysModify => "Sys.Modify",
+            Privilege::VmAudit => "VM.Audit",
+            Privilege::VmConsole => "VM.Console",
+            Privilege::VmPowerMgmt => "VM.PowerMgmt",
+            Privilege::VmAllocate => "VM.Allocate",
+            Privilege::VmConfig => "VM.Config.Options",
         })
     }
 }

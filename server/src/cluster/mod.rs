@@ -1,7 +1,9 @@
 //! The live picture of the cluster: which nodes answer their heartbeat, their latest facts,
 //! and a change signal the UI's event stream listens to.
 
+mod clients;
 pub mod heartbeat;
 mod registry;
 
+pub use clients::{NodeClients, Purpose};
 pub use registry::{ChangeSignal, NodeRegistry, NodeRuntime};

@@ -144,6 +144,8 @@ mod tests {
             mem_used: 50,
             kvm: true,
             kernel: "6".into(),
+            mem_available: 50,
+            vms: Vec::new(),
         }
     }
 

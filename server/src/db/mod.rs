@@ -8,6 +8,7 @@ mod join_tokens;
 mod nodes;
 mod tasks;
 mod users;
+mod vms;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -19,6 +20,7 @@ use sqlx::SqlitePool;
 pub use join_tokens::RedeemError;
 pub use nodes::NodeRecord;
 pub use tasks::{TaskFilter, TaskRecord};
+pub use vms::VmRecord;
 
 /// A database failure, with what the server was doing when it happened.
 #[derive(Debug, thiserror::Error)]

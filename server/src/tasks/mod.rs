@@ -71,37 +71,96 @@ impl TaskManager {
         tracing::info!(upid = %text, "task started");
         self.changes.notify();
         Ok(TaskHandle {
-            upid: text,
-            db: self.db.clone(),
+            log: TaskLogger {
+                upid: Arc::from(text.as_str()),
+                db: self.db.clone(),
+                lines: Arc::new(AtomicU64::new(0)),
+            },
             changes: self.changes.clone(),
-            lines: 0,
             finished: false,
         })
+    }
+
+    /// Start a task and run `work` in the background; returns the UPID at once. `hold` (e.g.
+    /// a VM lock) is released when the task has finished.
+    pub async fn spawn<F, Fut>(
+        &self,
+        node: &str,
+        kind: &str,
+        id: &str,
+        user: &str,
+        hold: impl Send + 'static,
+        work: F,
+    ) -> Result<String, DbError>
+    where
+        F: FnOnce(TaskLogger) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let task = self.start(node, kind, id, user).await?;
+        let upid = task.upid().to_owned();
+        let logger = task.logger();
+        tokio::spawn(async move {
+            let result = work(logger).await;
+            if let Err(e) = task.finish(result).await {
+                tracing::error!("cannot record the end of a task: {e}");
+            }
+            drop(hold);
+        });
+        Ok(upid)
+    }
+}
+
+/// Writes lines to a task's log; cheap to clone into the task's work.
+#[derive(Debug, Clone)]
+pub struct TaskLogger {
+    upid: Arc<str>,
+    db: Db,
+    lines: Arc<AtomicU64>,
+}
+
+impl TaskLogger {
+    /// The task's UPID.
+    pub fn upid(&self) -> &str {
+        &self.upid
+    }
+
+    /// Append a line to the task log (a failure to write it is logged, not returned: the
+    /// task's work goes on).
+    pub async fn log(&self, line: impl Into<String>) {
+        let line = line.into();
+        let n = self.lines.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::info!(upid = %self.upid, "{line}");
+        if let Err(e) = self.db.append_task_log(&self.upid, n, &line).await {
+            tracing::error!(upid = %self.upid, "cannot write task log: {e}");
+        }
     }
 }
 
 /// A running task: write its log, then finish it. Dropping it unfinished marks it failed.
 #[derive(Debug)]
 pub struct TaskHandle {
-    upid: String,
-    db: Db,
+    log: TaskLogger,
     changes: Arc<ChangeSignal>,
-    lines: u64,
     finished: bool,
 }
 
 impl TaskHandle {
     /// The task's UPID.
     pub fn upid(&self) -> &str {
-        &self.upid
+        self.log.upid()
+    }
+
+    /// A logger for this task's work.
+    pub fn logger(&self) -> TaskLogger {
+        self.log.clone()
     }
 
     /// Append a line to the task log.
     pub async fn log(&mut self, line: impl Into<String>) -> Result<(), DbError> {
         let line = line.into();
-        self.lines += 1;
-        tracing::info!(upid = %self.upid, "{line}");
-        self.db.append_task_log(&self.upid, self.lines, &line).await
+        let n = self.log.lines.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::info!(upid = %self.log.upid, "{line}");
+        self.log.db.append_task_log(&self.log.upid, n, &line).await
     }
 
     /// Finish the task: `Ok` gives exit status `OK`, `Err(reason)` gives the reason (also
@@ -118,7 +177,10 @@ impl TaskHandle {
                 reason.clone()
             }
         };
-        self.db.finish_task(&self.upid, &status, unix_now()).await?;
+        self.log
+            .db
+            .finish_task(&self.log.upid, &status, unix_now())
+            .await?;
         self.changes.notify();
         Ok(())
     }
@@ -129,7 +191,11 @@ impl Drop for TaskHandle {
         if self.finished {
             return;
         }
-        let (db, upid, changes) = (self.db.clone(), self.upid.clone(), self.changes.clone());
+        let (db, upid, changes) = (
+            self.log.db.clone(),
+            self.log.upid.to_string(),
+            self.changes.clone(),
+        );
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let reason = "task aborted (worker ended without a result)";

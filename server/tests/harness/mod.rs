@@ -21,6 +21,7 @@ pub struct ServerOptions {
     pub login_failure_delay_ms: u64,
     pub session_idle_secs: u64,
     pub session_max_secs: u64,
+    pub memory_overcommit: f64,
 }
 
 impl Default for ServerOptions {
@@ -30,6 +31,7 @@ impl Default for ServerOptions {
             login_failure_delay_ms: 50,
             session_idle_secs: 600,
             session_max_secs: 3600,
+            memory_overcommit: 1.0,
         }
     }
 }
@@ -62,6 +64,23 @@ fn node_bin() -> PathBuf {
         p.display()
     );
     p
+}
+
+fn workspace_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+/// The kiln-vmm binary and the test guest for node agents (built by `make test` first).
+fn vm_env() -> Vec<(&'static str, PathBuf)> {
+    let vmm = std::env::var("KILN_VMM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_path("target/debug/kiln-vmm"));
+    let guest = std::env::var("KILN_TEST_GUEST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            workspace_path("target/guest/x86_64-unknown-none/release/kiln-test-guest")
+        });
+    vec![("KILN_VMM_BIN", vmm), ("KILN_TEST_GUEST", guest)]
 }
 
 fn log_file(dir: &Path, name: &str) -> Stdio {
@@ -98,6 +117,7 @@ impl Cluster {
             ])
             .args(["--session-idle-secs", &opts.session_idle_secs.to_string()])
             .args(["--session-max-secs", &opts.session_max_secs.to_string()])
+            .args(["--memory-overcommit", &opts.memory_overcommit.to_string()])
             .env("KILN_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(log_file(dir.path(), "server-out"))
             .stderr(log_file(dir.path(), "server"))
@@ -200,6 +220,7 @@ impl Cluster {
             .arg("run")
             .arg("--data-dir")
             .arg(&entry.1)
+            .envs(vm_env())
             .stdout(Stdio::null())
             .stderr(log_file(self.dir.path(), name))
             .spawn()
@@ -253,6 +274,18 @@ impl Cluster {
             res.status().as_u16(),
             res.json().await.unwrap_or(Value::Null),
         )
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // VMs outlive their node agent by design: end every kiln-vmm this cluster started
+        // (their command lines name sockets under the cluster's directory).
+        let _ = Command::new("pkill")
+            .arg("-9")
+            .arg("-f")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -313,6 +346,55 @@ impl Api {
             Some(&self.csrf),
         )
         .await
+    }
+
+    /// Poll a task until it stops; returns its exit status.
+    pub async fn wait_task(&self, node: &str, upid: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let (code, body) = self
+                .get(&format!("/api2/json/nodes/{node}/tasks/{upid}/status"))
+                .await;
+            assert_eq!(code, 200, "{body}");
+            if body["data"]["status"] == "stopped" {
+                return body["data"]["exitstatus"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {upid} still running: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Run a VM action or creation that answers a UPID, and wait for the task to succeed.
+    pub async fn task_ok(&self, node: &str, path: &str, json: &str) {
+        let (code, body) = self.post(path, json).await;
+        assert_eq!(code, 200, "{path}: {body}");
+        let upid = body["data"].as_str().expect("upid");
+        let exit = self.wait_task(node, upid, Duration::from_secs(30)).await;
+        assert_eq!(exit, "OK", "{path}: task failed");
+    }
+
+    /// Poll a VM's status until it is `state` (`running`, `paused`, `stopped`).
+    pub async fn wait_vm(&self, node: &str, vmid: u32, state: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (code, body) = self
+                .get(&format!(
+                    "/api2/json/nodes/{node}/qemu/{vmid}/status/current"
+                ))
+                .await;
+            assert_eq!(code, 200, "{body}");
+            if body["data"]["qmpstatus"] == state {
+                return body["data"].clone();
+            }
+            assert!(Instant::now() < deadline, "VM {vmid} not {state}: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Poll `/nodes` until all `names` are online; returns the list.

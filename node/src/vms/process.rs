@@ -1,0 +1,462 @@
+//! The kiln-vmm process of one VM: how it is spawned, how its end is told, whether it lives.
+//!
+//! kiln-vmm runs in its own process group with its output in `vmm.log`, so it outlives the node
+//! agent (a Ctrl-C at the agent's terminal or the agent's death does not reach it). Its exit
+//! status says how it ended (0 orderly, 1 start failure, 2 guest reset, 3 crash), and its last
+//! log line (`kiln-vmm: VM stopped: <reason>`) says why, also for VMs that are not our children.
+
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+
+use kiln_node_client::wire::VmSpec;
+
+/// Line kiln-vmm writes to its stderr when its VM has stopped.
+const STOPPED_PREFIX: &str = "kiln-vmm: VM stopped: ";
+/// Line the agent writes to `vmm.log` before each spawn; what precedes it is history.
+const START_MARKER: &str = "kiln-node: starting kiln-vmm";
+/// How much of the end of `vmm.log` is read for the reason.
+const LOG_TAIL_BYTES: u64 = 16 * 1024;
+
+/// The files of one VM: `<data-dir>/vms/<vmid>/`.
+#[derive(Debug, Clone)]
+pub struct VmDir {
+    /// The directory.
+    pub path: PathBuf,
+}
+
+impl VmDir {
+    /// `spec.json`: the spec it was last started with.
+    pub fn spec(&self) -> PathBuf {
+        self.path.join("spec.json")
+    }
+    /// `control.sock`: kiln-vmm's control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.path.join("control.sock")
+    }
+    /// `vmm.log`: kiln-vmm's stdout and stderr.
+    pub fn log(&self) -> PathBuf {
+        self.path.join("vmm.log")
+    }
+    /// `stopped.json`: why it stopped, written when the agent saw it stop.
+    pub fn stopped(&self) -> PathBuf {
+        self.path.join("stopped.json")
+    }
+}
+
+/// Spawns kiln-vmm for `spec` in its own process group, its output appended to `vmm.log`.
+/// Blocking file work is small (open and append one line); the caller is on the runtime but
+/// this is as cheap as the fork itself.
+pub fn spawn(
+    vmm_bin: &Path,
+    dir: &VmDir,
+    spec: &VmSpec,
+    image: &Path,
+) -> io::Result<tokio::process::Child> {
+    use std::io::Write;
+    let mut log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.log())?;
+    writeln!(
+        log,
+        "{START_MARKER} for VM {} ({}) with {}",
+        spec.vmid,
+        spec.name,
+        image.display()
+    )?;
+    let mut command = tokio::process::Command::new(vmm_bin);
+    command
+        .arg("--kernel")
+        .arg(image)
+        .arg("--control-socket")
+        .arg(dir.socket())
+        .arg("--memory-mib")
+        .arg(spec.memory_mib.to_string())
+        .arg("--vcpus")
+        .arg(spec.vcpus.to_string());
+    if let Some(cmdline) = &spec.cmdline {
+        command.arg("--cmdline").arg(cmdline);
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .current_dir(&dir.path)
+        // Its own process group: signals for the agent's group (Ctrl-C) do not reach the VM.
+        .process_group(0)
+        // The VM outlives the agent: never kill it because a handle was dropped.
+        .kill_on_drop(false);
+    command.spawn()
+}
+
+/// What the agent had asked of a VM when its kiln-vmm ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requested {
+    /// `stop` (or a kill after a stop the VMM did not answer).
+    Stop,
+    /// `shutdown` (also as the first half of a reboot).
+    Shutdown,
+}
+
+/// How a kiln-vmm ended, as far as the agent could see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Our child: its exit status.
+    Status(ExitStatus),
+    /// Not our child (adopted after an agent restart): it is gone, its status unknown.
+    Vanished,
+}
+
+/// What to do about an ended kiln-vmm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest asked for a reset: start it again with the same spec.
+    Restart,
+    /// It is stopped.
+    Stopped {
+        /// Why, for a human.
+        reason: String,
+        /// Whether nobody asked for it.
+        crashed: bool,
+    },
+}
+
+fn stopped(reason: impl Into<String>, crashed: bool) -> Outcome {
+    Outcome::Stopped {
+        reason: reason.into(),
+        crashed,
+    }
+}
+
+/// Turns the end of a kiln-vmm into an [`Outcome`], from what was asked, its exit and the
+/// reason it logged last (the text after `kiln-vmm: VM stopped: `, if any).
+pub fn outcome(exit: Exit, requested: Option<Requested>, logged: Option<&str>) -> Outcome {
+    if let Exit::Status(status) = exit {
+        if let Some(signal) = status.signal() {
+            return match requested {
+                // We killed it after it ignored a stop.
+                Some(Requested::Stop) => stopped("stopped by request", false),
+                _ => stopped(format!("kiln-vmm was killed (signal {signal})"), true),
+            };
+        }
+    }
+    if let Some(text) = logged {
+        return from_logged(text, requested);
+    }
+    match exit {
+        Exit::Status(status) => match status.code() {
+            Some(0) => match requested {
+                Some(Requested::Stop) => stopped("stopped by request", false),
+                Some(Requested::Shutdown) => stopped("guest shut down on request", false),
+                None => stopped("guest powered off", false),
+            },
+            Some(2) if requested.is_none() => Outcome::Restart,
+            Some(2) => stopped("stopped by request", false),
+            Some(3) => stopped("kiln-vmm failed (exit status 3); see vmm.log", true),
+            Some(code) => stopped(format!("kiln-vmm exited with status {code}"), true),
+            None => stopped("kiln-vmm ended", true),
+        },
+        Exit::Vanished => match requested {
+            Some(Requested::Stop) => stopped("stopped by request", false),
+            _ => stopped(
+                "kiln-vmm ended without saying why (killed?); it was adopted after an agent restart, so its exit status is unknown",
+                true,
+            ),
+        },
+    }
+}
+
+/// Maps kiln-vmm's `StopReason` display text (see `kiln_vmm::state::StopReason`) to ours.
+fn from_logged(text: &str, requested: Option<Requested>) -> Outcome {
+    let text = text.trim();
+    if text == "the guest powered off" {
+        return match requested {
+            Some(Requested::Shutdown) => stopped("guest shut down on request", false),
+            _ => stopped("guest powered off", false),
+        };
+    }
+    if text == "stopped on request" {
+        return stopped("stopped by request", false);
+    }
+    if text == "the guest requested a reset" {
+        return match requested {
+            None => Outcome::Restart,
+            Some(_) => stopped("stopped by request", false),
+        };
+    }
+    if let Some(rest) = text.strip_prefix("the guest did not shut down within ") {
+        let ms = rest.split_whitespace().next().unwrap_or("?");
+        return stopped(
+            format!("guest did not shut down within {ms} ms and was stopped"),
+            false,
+        );
+    }
+    if let Some(signal) = text.strip_prefix("kiln-vmm received signal ") {
+        return match requested {
+            Some(Requested::Stop) => stopped("stopped by request", false),
+            _ => stopped(format!("kiln-vmm was stopped by signal {signal}"), false),
+        };
+    }
+    if let Some(detail) = text.strip_prefix("the guest crashed: ") {
+        return stopped(format!("guest crashed: {detail}"), true);
+    }
+    if let Some(detail) = text.strip_prefix("VMM error: ") {
+        return stopped(format!("kiln-vmm failed: {detail}"), true);
+    }
+    stopped(format!("kiln-vmm stopped: {text}"), true)
+}
+
+/// The reason kiln-vmm logged for its last run (`None` if that run logged none, e.g. it was
+/// killed). Blocking.
+pub fn logged_stop_reason(log: &Path) -> Option<String> {
+    let tail = read_tail(log).ok()?;
+    let run = tail.rsplit(START_MARKER).next().unwrap_or(&tail);
+    run.lines()
+        .rev()
+        .find_map(|line| line.strip_prefix(STOPPED_PREFIX))
+        .map(str::to_owned)
+}
+
+/// The last lines of the log of the current run, for error messages. Blocking.
+pub fn last_log_lines(log: &Path, lines: usize) -> String {
+    let Ok(tail) = read_tail(log) else {
+        return String::new();
+    };
+    let run = tail.rsplit(START_MARKER).next().unwrap_or(&tail);
+    let all: Vec<&str> = run
+        .lines()
+        .skip(1) // the rest of the marker line
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    all[all.len().saturating_sub(lines)..].join("; ")
+}
+
+fn read_tail(path: &Path) -> io::Result<String> {
+    let mut file = fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Identity of a live process: its pid and start time (clock ticks after boot), so that a
+/// reused pid is not mistaken for the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessId {
+    /// Process id.
+    pub pid: u32,
+    /// Field 22 of `/proc/<pid>/stat`.
+    pub start_ticks: u64,
+}
+
+impl ProcessId {
+    /// The process `pid` if it exists and is not a zombie. Blocking (reads `/proc`).
+    pub fn of(pid: u32) -> Option<ProcessId> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name may hold spaces and parentheses: fields start after the last ')'.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let state = *fields.first()?;
+        if state == "Z" || state == "X" {
+            return None;
+        }
+        // Field 22 overall is the 20th after the command name.
+        let start_ticks = fields.get(19)?.parse().ok()?;
+        Some(ProcessId { pid, start_ticks })
+    }
+
+    /// Whether this very process still runs. Blocking.
+    pub fn is_alive(&self) -> bool {
+        ProcessId::of(self.pid) == Some(*self)
+    }
+
+    /// Sends SIGKILL (no-op if it has ended).
+    pub fn kill(&self) {
+        if !self.is_alive() {
+            return;
+        }
+        let Some(pid) = i32::try_from(self.pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            return;
+        };
+        if let Err(e) = rustix::process::kill_process(pid, rustix::process::Signal::KILL) {
+            tracing::warn!("cannot kill kiln-vmm pid {}: {e}", self.pid);
+        }
+    }
+}
+
+/// Whether `pid` is a kiln-vmm serving `socket` (so a pid from a control socket is trusted
+/// only for its own VM). Blocking.
+pub fn serves_socket(pid: u32, socket: &Path) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let socket = socket.as_os_str().as_encoded_bytes();
+    cmdline.split(|b| *b == 0).any(|arg| arg == socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(code: i32) -> Exit {
+        Exit::Status(ExitStatus::from_raw(code << 8))
+    }
+
+    fn signal(signal: i32) -> Exit {
+        Exit::Status(ExitStatus::from_raw(signal))
+    }
+
+    fn s(reason: &str, crashed: bool) -> Outcome {
+        stopped(reason, crashed)
+    }
+
+    #[test]
+    fn exits_map_to_reasons_table_style() {
+        use Requested::{Shutdown, Stop};
+        let cases: Vec<(Exit, Option<Requested>, Option<&str>, Outcome)> = vec![
+            (
+                code(0),
+                None,
+                Some("the guest powered off"),
+                s("guest powered off", false),
+            ),
+            (
+                code(0),
+                Some(Stop),
+                Some("stopped on request"),
+                s("stopped by request", false),
+            ),
+            (
+                code(0),
+                Some(Shutdown),
+                Some("the guest powered off"),
+                s("guest shut down on request", false),
+            ),
+            (
+                code(0),
+                Some(Shutdown),
+                Some("the guest did not shut down within 500 ms and was stopped"),
+                s(
+                    "guest did not shut down within 500 ms and was stopped",
+                    false,
+                ),
+            ),
+            (
+                code(0),
+                None,
+                Some("kiln-vmm received signal 15"),
+                s("kiln-vmm was stopped by signal 15", false),
+            ),
+            (
+                code(2),
+                None,
+                Some("the guest requested a reset"),
+                Outcome::Restart,
+            ),
+            (
+                code(2),
+                Some(Stop),
+                Some("the guest requested a reset"),
+                s("stopped by request", false),
+            ),
+            (
+                code(3),
+                None,
+                Some("the guest crashed: triple fault"),
+                s("guest crashed: triple fault", true),
+            ),
+            (
+                code(3),
+                None,
+                Some("VMM error: KVM_RUN failed"),
+                s("kiln-vmm failed: KVM_RUN failed", true),
+            ),
+            (
+                signal(9),
+                None,
+                None,
+                s("kiln-vmm was killed (signal 9)", true),
+            ),
+            (signal(9), Some(Stop), None, s("stopped by request", false)),
+            (code(0), None, None, s("guest powered off", false)),
+            (code(2), None, None, Outcome::Restart),
+            (
+                code(7),
+                None,
+                None,
+                s("kiln-vmm exited with status 7", true),
+            ),
+            (
+                Exit::Vanished,
+                None,
+                Some("the guest powered off"),
+                s("guest powered off", false),
+            ),
+            (
+                Exit::Vanished,
+                Some(Stop),
+                None,
+                s("stopped by request", false),
+            ),
+        ];
+        for (exit, requested, logged, want) in cases {
+            assert_eq!(
+                outcome(exit, requested, logged),
+                want,
+                "{exit:?} {requested:?} {logged:?}"
+            );
+        }
+        let Outcome::Stopped { crashed, reason } = outcome(Exit::Vanished, None, None) else {
+            panic!("vanished VMs are stopped");
+        };
+        assert!(
+            crashed && reason.contains("exit status is unknown"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn only_the_last_run_of_the_log_counts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("vmm.log");
+        std::fs::write(
+            &log,
+            format!(
+                "{START_MARKER} for VM 101\n{STOPPED_PREFIX}the guest powered off\n\
+                 {START_MARKER} for VM 101\nkiln-vmm: error: cannot start a VM: no PVH note\n"
+            ),
+        )
+        .expect("write");
+        assert_eq!(logged_stop_reason(&log), None);
+        assert_eq!(
+            last_log_lines(&log, 3),
+            "kiln-vmm: error: cannot start a VM: no PVH note"
+        );
+        std::fs::write(
+            &log,
+            format!("{START_MARKER} x\n{STOPPED_PREFIX}the guest crashed: boom\n"),
+        )
+        .expect("write");
+        assert_eq!(
+            logged_stop_reason(&log).as_deref(),
+            Some("the guest crashed: boom")
+        );
+    }
+
+    #[test]
+    fn this_process_is_alive_and_identified_by_its_start_time() {
+        let me = ProcessId::of(std::process::id()).expect("own /proc entry");
+        assert!(me.is_alive());
+        let other = ProcessId {
+            start_ticks: me.start_ticks + 1,
+            ..me
+        };
+        assert!(!other.is_alive());
+    }
+}

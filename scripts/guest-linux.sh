@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# make guest-linux: a Linux guest for kiln-vmm from Debian packages, without installing
+# anything into the host.
+#
+#   kernel: linux-image-cloud-amd64 (the metapackage's current linux-image-*-cloud-amd64),
+#           fetched with `apt-get download`, unpacked with `dpkg-deb -x`; its bzImage is used
+#           as is (kiln-vmm also boots an uncompressed vmlinux ELF, see `--vmlinux` below).
+#   initrd: busybox-static plus an /init that mounts /proc, /sys, /dev, prints a banner and
+#           starts a shell on ttyS0; a gzip'd cpio "newc" archive written by Python (no cpio
+#           package needed).
+#
+# Output (target/images/ is gitignored; never commit images):
+#   target/images/kiln-linux/kernel    bzImage (or vmlinux with --vmlinux)
+#   target/images/kiln-linux/initrd    initramfs (cpio.gz)
+#   target/images/kiln-linux/cmdline   default kernel command line (one line)
+#   target/images/kiln-linux/image.json  {"name","kind":"linux","kernel","initrd","cmdline",...}
+#
+# Usage: scripts/guest-linux.sh [--vmlinux] [OUT_ROOT]   (OUT_ROOT defaults to target/images)
+set -euo pipefail
+
+vmlinux=0
+if [[ ${1:-} == --vmlinux ]]; then
+    vmlinux=1
+    shift
+fi
+root=$(cd "$(dirname "$0")/.." && pwd)
+out_root=${1:-$root/target/images}
+name=kiln-linux
+out=$out_root/$name
+work=$out_root/.build-$name
+cmdline='console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd'
+banner='Kiln Linux guest'
+
+need() { command -v "$1" >/dev/null || { echo "guest-linux: '$1' is required ($2)" >&2; exit 1; }; }
+need apt-get "Debian/Ubuntu apt"
+need apt-cache "Debian/Ubuntu apt"
+need dpkg-deb "dpkg"
+need python3 "writes the cpio archive"
+need gzip "compresses the initramfs"
+
+mkdir -p "$work" "$out"
+cd "$work"
+
+# The metapackage only depends on the versioned image package; resolve and fetch that one.
+kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+    awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+if [[ -z $kpkg ]]; then
+    echo "guest-linux: apt does not know linux-image-cloud-amd64; run 'apt-get update' first" >&2
+    exit 1
+fi
+for pkg in "$kpkg" busybox-static; do
+    if ! ls "${pkg}"_*.deb >/dev/null 2>&1; then
+        echo "guest-linux: apt-get download $pkg"
+        apt-get download "$pkg" 2>&1 >/dev/null | { grep -v "unsandboxed as root" >&2 || true; }
+    fi
+done
+
+rm -rf kernel-root busybox-root initramfs
+dpkg-deb -x "$(ls "${kpkg}"_*.deb | head -n1)" kernel-root
+dpkg-deb -x "$(ls busybox-static_*.deb | head -n1)" busybox-root
+vmlinuz=$(ls kernel-root/boot/vmlinuz-* | head -n1)
+kver=${vmlinuz##*/vmlinuz-}
+
+# --- initramfs ---------------------------------------------------------------------------
+mkdir -p initramfs/{bin,sbin,dev,proc,sys,tmp,root,etc}
+cp busybox-root/bin/busybox initramfs/bin/busybox
+cat >initramfs/init <<EOF
+#!/bin/busybox sh
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
+echo
+echo "$banner (kernel \$(uname -r), busybox \$(busybox | head -n1 | cut -d' ' -f2))"
+echo "Type 'poweroff -f' or 'reboot -f' to end the VM."
+export HOME=/root PS1='kiln-linux# '
+while true; do
+    setsid cttyhack sh -i </dev/ttyS0 >/dev/ttyS0 2>&1 || sh -i
+    echo "shell exited; starting another"
+done
+EOF
+chmod 755 initramfs/init
+
+python3 - initramfs initrd.cpio <<'PY'
+# Minimal cpio "newc" writer (what the kernel's initramfs unpacker reads), with
+# /dev/console and /dev/ttyS0 device nodes so /init has a console before devtmpfs.
+import os, stat, sys
+src, dst = sys.argv[1], sys.argv[2]
+ino = [1]
+def entry(out, name, mode, data=b"", rdev=(0, 0), nlink=1):
+    name_b = name.encode() + b"\0"
+    hdr = "070701" + "".join("%08X" % v for v in (
+        ino[0], mode, 0, 0, nlink, 0, len(data), 0, 0, rdev[0], rdev[1], len(name_b), 0))
+    ino[0] += 1
+    out.write(hdr.encode() + name_b)
+    out.write(b"\0" * ((4 - (110 + len(name_b)) % 4) % 4))
+    out.write(data)
+    out.write(b"\0" * ((4 - len(data) % 4) % 4))
+with open(dst, "wb") as out:
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, src)
+        if rel != ".":
+            entry(out, rel, stat.S_IFDIR | 0o755, nlink=2)
+        for f in sorted(filenames):
+            p = os.path.join(dirpath, f)
+            r = os.path.normpath(os.path.join(rel, f))
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                entry(out, r, stat.S_IFLNK | 0o777, os.readlink(p).encode())
+            else:
+                with open(p, "rb") as fh:
+                    entry(out, r, stat.S_IFREG | (st.st_mode & 0o7777), fh.read())
+    entry(out, "dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
+    entry(out, "dev/ttyS0", stat.S_IFCHR | 0o660, rdev=(4, 64))
+    entry(out, "TRAILER!!!", 0)
+PY
+gzip -9n <initrd.cpio >initrd.cpio.gz
+
+# --- kernel ------------------------------------------------------------------------------
+kind=bzImage
+cp "$vmlinuz" kernel.img
+if ((vmlinux)); then
+    # Unpack the bzImage payload into the uncompressed vmlinux ELF (as the kernel's
+    # scripts/extract-vmlinux does): find the compressed stream by its magic and inflate it.
+    # The setup header says where the compressed payload is; Debian's cloud kernel uses LZ4
+    # (legacy frame), decoded here in Python; zstd, xz and gzip go through their tools.
+    python3 - "$vmlinuz" kernel.img <<'PY'
+import shutil, struct, subprocess, sys
+data = open(sys.argv[1], "rb").read()
+setup = ((data[0x1f1] or 4) + 1) * 512
+offset, length = struct.unpack_from("<II", data, 0x248)
+payload = data[setup + offset:setup + offset + length]
+
+def lz4_legacy(src):
+    out, pos = bytearray(), 4
+    while pos + 4 <= len(src):
+        size = struct.unpack_from("<I", src, pos)[0]
+        pos += 4
+        if size == 0x184C2102:  # a concatenated frame starts again
+            continue
+        block, pos, i = src[pos:pos + size], pos + size, 0
+        while i < len(block):
+            token = block[i]; i += 1
+            lit = token >> 4
+            if lit == 15:
+                while True:
+                    b = block[i]; i += 1; lit += b
+                    if b != 255: break
+            out += block[i:i + lit]; i += lit
+            if i >= len(block): break
+            dist = block[i] | block[i + 1] << 8; i += 2
+            mlen = token & 15
+            if mlen == 15:
+                while True:
+                    b = block[i]; i += 1; mlen += b
+                    if b != 255: break
+            mlen += 4
+            start = len(out) - dist
+            while mlen > 0:
+                chunk = out[start:start + min(mlen, dist)]
+                out += chunk; start += len(chunk); mlen -= len(chunk)
+        if size < 8 << 20 and len(out) % (8 << 20):
+            break  # the last (short) block: what follows is the appended size field
+    return bytes(out)
+
+tools = {b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ": "xz", b"\x1f\x8b": "gzip"}
+if payload[:4] == b"\x02\x21\x4c\x18":
+    elf = lz4_legacy(payload)
+else:
+    tool = next((t for m, t in tools.items() if payload.startswith(m)), None)
+    if tool is None or shutil.which(tool) is None:
+        sys.exit("guest-linux: payload %s needs a decompressor that is not here" % payload[:4].hex())
+    elf = subprocess.run([tool, "-dc"], input=payload, capture_output=True).stdout
+if elf[:4] != b"\x7fELF":
+    sys.exit("guest-linux: the unpacked payload is not an ELF file")
+open(sys.argv[2], "wb").write(elf)
+PY
+    kind=vmlinux
+fi
+
+install -m 644 kernel.img "$out/kernel"
+install -m 644 initrd.cpio.gz "$out/initrd"
+echo "$cmdline" >"$out/cmdline"
+cat >"$out/image.json" <<EOF
+{
+  "name": "$name",
+  "kind": "linux",
+  "description": "Debian $kver ($kind) with a busybox initramfs; shell on ttyS0",
+  "kernel": "kernel",
+  "initrd": "initrd",
+  "cmdline": "$cmdline",
+  "min_memory_mib": 256
+}
+EOF
+echo "guest-linux: $out: kernel ($kind, $kver, $(stat -c %s "$out/kernel") bytes)," \
+    "initrd ($(stat -c %s "$out/initrd") bytes)"

@@ -1,0 +1,576 @@
+//! `/nodes/{node}/qemu...` and `/cluster/nextid`: VM configuration and lifecycle, as Proxmox.
+
+use axum::extract::{Path, State};
+use kiln_api_types::{
+    ClusterResource, ImageEntry, VmConfig, VmConfigUpdate, VmCreateRequest, VmListEntry, VmStatus,
+};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::error::{ok, ApiError, ApiResult};
+use super::nodes::known_node;
+use super::params::{Body, Query};
+use crate::auth::{authorize, AuthUser, Privilege};
+use crate::cluster::Purpose;
+use crate::db::VmRecord;
+use crate::state::AppState;
+use crate::vms::{self, check_name, check_vmid, lifecycle, observe, placement, Observed};
+
+const MIB: u64 = 1024 * 1024;
+const DEFAULT_IMAGE: &str = "kiln-test-guest";
+
+fn vm_path(vmid: u32) -> String {
+    format!("/vms/{vmid}")
+}
+
+fn parse_vmid(s: &str) -> Result<u32, ApiError> {
+    let vmid = s.parse::<u32>().map_err(|_| {
+        ApiError::param("vmid", format!("'{s}' is not a VM id (a number from 100)"))
+    })?;
+    check_vmid(vmid)
+}
+
+/// The VM `vmid` on `node`, with the errors Proxmox users expect.
+pub(super) async fn find_vm(app: &AppState, node: &str, vmid: &str) -> Result<VmRecord, ApiError> {
+    let vmid = parse_vmid(vmid)?;
+    known_node(app, node).await?;
+    let vm = app
+        .db
+        .vm(vmid)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("VM {vmid} does not exist")))?;
+    if vm.node != node {
+        return Err(ApiError::param(
+            "node",
+            format!(
+                "VM {vmid} is on node {}; use /nodes/{}/qemu/{vmid}",
+                vm.node, vm.node
+            ),
+        ));
+    }
+    Ok(vm)
+}
+
+fn digest(vm: &VmRecord) -> String {
+    let text = format!(
+        "{}\n{}\n{}\n{}\n{:?}\n{}\n{}",
+        vm.name, vm.cores, vm.memory_mib, vm.image, vm.args, vm.description, vm.onboot
+    );
+    hex::encode(&Sha256::digest(text.as_bytes())[..20])
+}
+
+fn check_image_name(image: &str) -> Result<(), ApiError> {
+    let ok = !image.is_empty()
+        && image.len() <= 64
+        && image
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !image.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::param(
+            "image",
+            "an image name from the node's image store (letters, digits, '-', '_', '.')",
+        ))
+    }
+}
+
+/// Limits a node imposes on a VM's size, from its last heartbeat.
+fn check_size(app: &AppState, node: &str, cores: u32, memory_mib: u32) -> Result<(), ApiError> {
+    let facts = app.nodes.get(node).facts;
+    let max_cores = facts.as_ref().map_or(128, |f| f.cpus.max(1));
+    if !(1..=max_cores).contains(&cores) {
+        return Err(ApiError::param(
+            "cores",
+            format!("must be between 1 and {max_cores} (the CPUs of node {node})"),
+        ));
+    }
+    let max_mem = facts
+        .as_ref()
+        .map_or(1 << 20, |f| (f.mem_total / MIB) as u32);
+    if !(16..=max_mem).contains(&memory_mib) {
+        return Err(ApiError::param(
+            "memory",
+            format!("must be between 16 and {max_mem} MiB (the memory of node {node})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The cluster resource of a VM.
+pub fn vm_resource(app: &AppState, vm: &VmRecord) -> ClusterResource {
+    let seen = observe(app, vm);
+    let rt = seen.runtime().filter(|_| seen.is_active());
+    ClusterResource {
+        id: format!("qemu/{}", vm.vmid),
+        kind: "qemu".into(),
+        node: vm.node.clone(),
+        status: seen.state_word().into(),
+        cpu: rt.map(|r| r.cpu_usage),
+        maxcpu: Some(vm.cores),
+        mem: rt.map(|r| r.rss_bytes),
+        maxmem: Some(u64::from(vm.memory_mib) * MIB),
+        uptime: rt.map(|r| r.uptime_secs),
+        vmid: Some(vm.vmid),
+        name: Some(vm.name.clone()),
+        lock: app.vm_locks.holder(vm.vmid).map(str::to_owned),
+    }
+}
+
+/// All VMs the caller may see, as cluster resources.
+pub async fn vm_resources(app: &AppState, userid: &str) -> Result<Vec<ClusterResource>, ApiError> {
+    Ok(app
+        .db
+        .vms()
+        .await?
+        .iter()
+        .filter(|vm| authorize(userid, &vm_path(vm.vmid), Privilege::VmAudit).is_ok())
+        .map(|vm| vm_resource(app, vm))
+        .collect())
+}
+
+/// Query of `/cluster/nextid`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextIdQuery {
+    /// Check this id instead of picking one.
+    pub vmid: Option<u32>,
+}
+
+/// `GET /api2/json/cluster/nextid`: the next free VM id, as a string (as Proxmox).
+pub async fn next_id(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<NextIdQuery>,
+) -> ApiResult<String> {
+    authorize(&user.userid, "/vms", Privilege::VmAudit)?;
+    if let Some(vmid) = q.vmid {
+        check_vmid(vmid)?;
+        if app.db.vm(vmid).await?.is_some() {
+            return Err(ApiError::param("vmid", format!("VM {vmid} already exists")));
+        }
+        return Ok(ok(vmid.to_string()));
+    }
+    Ok(ok(app.db.next_free_vmid(vms::MIN_VMID).await?.to_string()))
+}
+
+/// `GET /api2/json/nodes/{node}/qemu`.
+pub async fn list(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path(node): Path<String>,
+) -> ApiResult<Vec<VmListEntry>> {
+    known_node(&app, &node).await?;
+    let mut out = Vec::new();
+    for vm in app.db.vms().await?.into_iter().filter(|v| v.node == node) {
+        if authorize(&user.userid, &vm_path(vm.vmid), Privilege::VmAudit).is_err() {
+            continue;
+        }
+        let seen = observe(&app, &vm);
+        let rt = seen.runtime().filter(|_| seen.is_active());
+        out.push(VmListEntry {
+            vmid: vm.vmid,
+            name: vm.name.clone(),
+            status: if seen.is_active() {
+                "running".into()
+            } else {
+                seen.state_word().into()
+            },
+            cpus: vm.cores,
+            maxmem: u64::from(vm.memory_mib) * MIB,
+            mem: rt.map_or(0, |r| r.rss_bytes),
+            cpu: rt.map_or(0.0, |r| r.cpu_usage),
+            uptime: rt.map_or(0, |r| r.uptime_secs),
+            pid: rt.and_then(|r| r.pid),
+        });
+    }
+    Ok(ok(out))
+}
+
+/// `GET /api2/json/nodes/{node}/images` (Kiln extension): the node's image store.
+pub async fn images(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path(node): Path<String>,
+) -> ApiResult<Vec<ImageEntry>> {
+    authorize(&user.userid, &format!("/nodes/{node}"), Privilege::SysAudit)?;
+    let rec = known_node(&app, &node).await?;
+    let client = app
+        .clients
+        .get(&rec, Purpose::Operation)
+        .map_err(ApiError::Unavailable)?;
+    let list = client
+        .images()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(ok(list
+        .into_iter()
+        .map(|i| ImageEntry {
+            name: i.name,
+            size_bytes: i.size_bytes,
+            kind: i.kind,
+            description: i.description,
+        })
+        .collect()))
+}
+
+/// `POST /api2/json/nodes/{node}/qemu`: create a VM (task `qmcreate`; with `start=1` it
+/// starts it too).
+pub async fn create(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path(node): Path<String>,
+    Body(req): Body<VmCreateRequest>,
+) -> ApiResult<String> {
+    let vmid = check_vmid(req.vmid)?;
+    authorize(&user.userid, &vm_path(vmid), Privilege::VmAllocate)?;
+    let rec = known_node(&app, &node).await?;
+    let name = req.name.clone().unwrap_or_else(|| format!("vm{vmid}"));
+    check_name(&name)?;
+    let cores = req.cores.unwrap_or(1);
+    let memory = req.memory.unwrap_or(128);
+    check_size(&app, &node, cores, memory)?;
+    let image = req.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.into());
+    check_image_name(&image)?;
+    if req.args.as_ref().is_some_and(|a| a.len() > 1024) {
+        return Err(ApiError::param("args", "at most 1024 characters"));
+    }
+    if req.description.as_ref().is_some_and(|d| d.len() > 8192) {
+        return Err(ApiError::param("description", "at most 8192 characters"));
+    }
+    let flag = |v: Option<u8>, field: &str| match v {
+        None | Some(0) => Ok(false),
+        Some(1) => Ok(true),
+        Some(_) => Err(ApiError::param(field, "must be 0 or 1")),
+    };
+    let onboot = flag(req.onboot, "onboot")?;
+    let start = flag(req.start, "start")?;
+    // The image must exist on the node (when the node can tell).
+    if let Ok(client) = app.clients.get(&rec, Purpose::Operation) {
+        if let Ok(list) = client.images().await {
+            if !list.iter().any(|i| i.name == image) {
+                let names: Vec<_> = list.iter().map(|i| i.name.as_str()).collect();
+                return Err(ApiError::param(
+                    "image",
+                    format!(
+                        "node {node} has no image '{image}' (it has: {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    let vm = VmRecord {
+        vmid,
+        name,
+        node: node.clone(),
+        cores,
+        memory_mib: memory,
+        image,
+        args: req.args.clone().filter(|a| !a.is_empty()),
+        description: req.description.clone().unwrap_or_default(),
+        onboot,
+        desired: "stopped".into(),
+    };
+    if start {
+        placement::check_capacity(&app, &node, vmid, memory)?;
+    }
+    let guard = app.vm_locks.lock(vmid, "qmcreate")?;
+    if !app.db.insert_vm(&vm).await? {
+        return Err(ApiError::Conflict(format!(
+            "VM {vmid} already exists; GET /api2/json/cluster/nextid gives a free id"
+        )));
+    }
+    app.changes.notify();
+    let task_app = app.clone();
+    let upid = app
+        .tasks
+        .spawn(
+            &node,
+            "qmcreate",
+            &vmid.to_string(),
+            &user.userid,
+            guard,
+            move |log| async move {
+                log.log(format!(
+                    "created VM {} ({}) on node {}: {} vCPU(s), {} MiB, image {}",
+                    vm.vmid, vm.name, vm.node, vm.cores, vm.memory_mib, vm.image
+                ))
+                .await;
+                if !start {
+                    return Ok(());
+                }
+                let _placing = task_app.placement.lock().await;
+                placement::check_capacity(&task_app, &vm.node, vm.vmid, vm.memory_mib)
+                    .map_err(|e| e.to_string())?;
+                lifecycle::start(task_app.clone(), vm, log).await
+            },
+        )
+        .await?;
+    Ok(ok(upid))
+}
+
+fn config_of(vm: &VmRecord) -> VmConfig {
+    VmConfig {
+        name: vm.name.clone(),
+        cores: vm.cores,
+        memory: vm.memory_mib,
+        image: vm.image.clone(),
+        args: vm.args.clone(),
+        description: vm.description.clone(),
+        onboot: u8::from(vm.onboot),
+        digest: digest(vm),
+    }
+}
+
+/// `GET /api2/json/nodes/{node}/qemu/{vmid}/config`.
+pub async fn get_config(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path((node, vmid)): Path<(String, String)>,
+) -> ApiResult<VmConfig> {
+    let vm = find_vm(&app, &node, &vmid).await?;
+    authorize(&user.userid, &vm_path(vm.vmid), Privilege::VmAudit)?;
+    Ok(ok(config_of(&vm)))
+}
+
+/// `PUT` (and `POST`) `/api2/json/nodes/{node}/qemu/{vmid}/config`: change fields.
+pub async fn set_config(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path((node, vmid)): Path<(String, String)>,
+    Body(req): Body<VmConfigUpdate>,
+) -> ApiResult<()> {
+    let mut vm = find_vm(&app, &node, &vmid).await?;
+    authorize(&user.userid, &vm_path(vm.vmid), Privilege::VmConfig)?;
+    let _guard = app.vm_locks.lock(vm.vmid, "qmconfig")?;
+    if let Some(d) = &req.digest {
+        if *d != digest(&vm) {
+            return Err(ApiError::Conflict(
+                "the configuration changed since you read it; reload and try again".into(),
+            ));
+        }
+    }
+    let hardware = req.cores.is_some_and(|c| c != vm.cores)
+        || req.memory.is_some_and(|m| m != vm.memory_mib)
+        || req.image.as_ref().is_some_and(|i| *i != vm.image);
+    if hardware && observe(&app, &vm).is_active() {
+        return Err(ApiError::Conflict(format!(
+            "VM {} is running; stop it to change cores, memory or image",
+            vm.vmid
+        )));
+    }
+    if let Some(n) = req.name {
+        check_name(&n)?;
+        vm.name = n;
+    }
+    let (cores, memory) = (
+        req.cores.unwrap_or(vm.cores),
+        req.memory.unwrap_or(vm.memory_mib),
+    );
+    check_size(&app, &node, cores, memory)?;
+    (vm.cores, vm.memory_mib) = (cores, memory);
+    if let Some(i) = req.image {
+        check_image_name(&i)?;
+        vm.image = i;
+    }
+    if let Some(a) = req.args {
+        if a.len() > 1024 {
+            return Err(ApiError::param("args", "at most 1024 characters"));
+        }
+        vm.args = Some(a).filter(|a| !a.is_empty());
+    }
+    if let Some(d) = req.description {
+        if d.len() > 8192 {
+            return Err(ApiError::param("description", "at most 8192 characters"));
+        }
+        vm.description = d;
+    }
+    match req.onboot {
+        None => {}
+        Some(v @ (0 | 1)) => vm.onboot = v == 1,
+        Some(_) => return Err(ApiError::param("onboot", "must be 0 or 1")),
+    }
+    app.db.update_vm(&vm).await?;
+    app.changes.notify();
+    Ok(ok(()))
+}
+
+/// `GET /api2/json/nodes/{node}/qemu/{vmid}/status/current`.
+pub async fn status(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path((node, vmid)): Path<(String, String)>,
+) -> ApiResult<VmStatus> {
+    let vm = find_vm(&app, &node, &vmid).await?;
+    authorize(&user.userid, &vm_path(vm.vmid), Privilege::VmAudit)?;
+    let seen = observe(&app, &vm);
+    let active = seen.is_active();
+    let rt = seen.runtime();
+    let live = rt.filter(|_| active);
+    Ok(ok(VmStatus {
+        vmid: vm.vmid,
+        name: vm.name.clone(),
+        node: vm.node.clone(),
+        status: if active {
+            "running".into()
+        } else {
+            seen.state_word().into()
+        },
+        qmpstatus: seen.state_word().into(),
+        cpus: vm.cores,
+        maxmem: u64::from(vm.memory_mib) * MIB,
+        mem: live.map_or(0, |r| r.rss_bytes),
+        cpu: live.map_or(0.0, |r| r.cpu_usage),
+        uptime: live.map_or(0, |r| r.uptime_secs),
+        pid: live.and_then(|r| r.pid),
+        stop_reason: rt.filter(|_| !active).and_then(|r| r.stop_reason.clone()),
+    }))
+}
+
+/// Body of `status/shutdown`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownParams {
+    /// Seconds to wait for the guest before stopping it (default 60).
+    pub timeout: Option<u32>,
+    /// Proxmox's `forceStop` (Kiln always stops after the timeout).
+    #[serde(rename = "forceStop")]
+    pub force_stop: Option<u8>,
+}
+
+fn require(cond: bool, msg: impl FnOnce() -> String) -> Result<(), ApiError> {
+    if cond {
+        Ok(())
+    } else {
+        Err(ApiError::Conflict(msg()))
+    }
+}
+
+/// `POST /api2/json/nodes/{node}/qemu/{vmid}/status/{action}`: start, stop, shutdown,
+/// reboot, suspend, resume — each a task.
+pub async fn action(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path((node, vmid, action)): Path<(String, String, String)>,
+    Body(params): Body<ShutdownParams>,
+) -> ApiResult<String> {
+    let vm = find_vm(&app, &node, &vmid).await?;
+    authorize(&user.userid, &vm_path(vm.vmid), Privilege::VmPowerMgmt)?;
+    let kind: &'static str = match action.as_str() {
+        "start" => "qmstart",
+        "stop" => "qmstop",
+        "shutdown" => "qmshutdown",
+        "reboot" => "qmreboot",
+        "suspend" => "qmsuspend",
+        "resume" => "qmresume",
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "no VM action '{other}'; use start, stop, shutdown, reboot, suspend or resume"
+            )))
+        }
+    };
+    if action != "shutdown" && (params.timeout.is_some() || params.force_stop.is_some()) {
+        return Err(ApiError::param(
+            "timeout",
+            "only status/shutdown takes a timeout",
+        ));
+    }
+    let timeout = params.timeout.unwrap_or(60);
+    if !(1..=3600).contains(&timeout) {
+        return Err(ApiError::param(
+            "timeout",
+            "must be between 1 and 3600 seconds",
+        ));
+    }
+    let guard = app.vm_locks.lock(vm.vmid, kind)?;
+    let seen = observe(&app, &vm);
+    if seen == Observed::Unknown {
+        return Err(ApiError::Unavailable(format!(
+            "node {node} is offline, so the state of VM {} is unknown; start kiln-node there",
+            vm.vmid
+        )));
+    }
+    let state = seen.state_word();
+    let id = vm.vmid;
+    match action.as_str() {
+        "start" => {
+            require(!seen.is_active(), || format!("VM {id} is already {state}"))?;
+            placement::check_capacity(&app, &node, id, vm.memory_mib)?;
+        }
+        "suspend" => require(state == "running", || {
+            format!("VM {id} is {state}; only a running VM can be paused")
+        })?,
+        "resume" => require(state == "paused", || {
+            format!("VM {id} is {state}, not paused")
+        })?,
+        _ => require(seen.is_active(), || format!("VM {id} is not running"))?,
+    }
+    let task_app = app.clone();
+    let upid = app
+        .tasks
+        .spawn(
+            &node,
+            kind,
+            &id.to_string(),
+            &user.userid,
+            guard,
+            move |log| async move {
+                match kind {
+                    "qmstart" => {
+                        let _placing = task_app.placement.lock().await;
+                        placement::check_capacity(&task_app, &vm.node, vm.vmid, vm.memory_mib)
+                            .map_err(|e| e.to_string())?;
+                        lifecycle::start(task_app.clone(), vm, log).await
+                    }
+                    "qmstop" => lifecycle::stop(task_app, vm, log).await,
+                    "qmshutdown" => lifecycle::shutdown(task_app, vm, timeout, log).await,
+                    "qmreboot" => lifecycle::reboot(task_app, vm, log).await,
+                    "qmsuspend" => lifecycle::pause(task_app, vm, true, log).await,
+                    _ => lifecycle::pause(task_app, vm, false, log).await,
+                }
+            },
+        )
+        .await?;
+    Ok(ok(upid))
+}
+
+/// `DELETE /api2/json/nodes/{node}/qemu/{vmid}`: remove a stopped VM (task `qmdestroy`).
+pub async fn destroy(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path((node, vmid)): Path<(String, String)>,
+) -> ApiResult<String> {
+    let vm = find_vm(&app, &node, &vmid).await?;
+    authorize(&user.userid, &vm_path(vm.vmid), Privilege::VmAllocate)?;
+    let guard = app.vm_locks.lock(vm.vmid, "qmdestroy")?;
+    match observe(&app, &vm) {
+        Observed::Unknown => {
+            return Err(ApiError::Unavailable(format!(
+                "node {node} is offline, so VM {} may still run there; bring the node back first",
+                vm.vmid
+            )))
+        }
+        seen if seen.is_active() => {
+            return Err(ApiError::Conflict(format!(
+                "VM {} is running; stop it first",
+                vm.vmid
+            )))
+        }
+        _ => {}
+    }
+    let task_app = app.clone();
+    let upid = app
+        .tasks
+        .spawn(
+            &node,
+            "qmdestroy",
+            &vm.vmid.to_string(),
+            &user.userid,
+            guard,
+            move |log| lifecycle::destroy(task_app, vm, log),
+        )
+        .await?;
+    Ok(ok(upid))
+}
