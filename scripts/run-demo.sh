@@ -40,11 +40,16 @@ for i in 1 2 3; do
   pids+=($!)
 done
 
+if [ -n "${KILN_ADMIN_PASSWORD:-}" ]; then
+  pwhint="the password in KILN_ADMIN_PASSWORD (used when the database was created)"
+else
+  pwhint="the password printed above at the first start"
+fi
 cat <<MSG
 
 [kiln] Kiln is running: open $url  (self-signed certificate: accept it in the browser)
-[kiln] log in as root@kiln with ${KILN_ADMIN_PASSWORD:+the password in KILN_ADMIN_PASSWORD}${KILN_ADMIN_PASSWORD:-the password printed above at the first start}
-[kiln] demo nodes n1, n2, n3 on 127.0.0.1:8101-8103; data in ./$data; Ctrl-C stops everything
+[kiln] log in as root@kiln with $pwhint
+[kiln] demo nodes n1, n2, n3 on 127.0.0.1:8101-8103; data in $data/; Ctrl-C stops everything
 
 MSG
 wait -n "${pids[@]}" || true

@@ -195,7 +195,9 @@ async fn open_supervisor(
     use kiln_node_client::wire::TEST_GUEST_IMAGE;
 
     let vmm_bin = match &options.vmm_bin {
-        Some(path) => path.clone(),
+        // VMs are spawned from their own directories: make a relative path absolute now.
+        Some(path) => std::path::absolute(path)
+            .with_context(|| format!("cannot resolve --vmm-bin {}", path.display()))?,
         None => std::env::current_exe()
             .context(
                 "cannot locate the kiln-node executable to find kiln-vmm beside it; pass --vmm-bin",

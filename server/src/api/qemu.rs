@@ -304,7 +304,10 @@ pub async fn create(
                 let _placing = task_app.placement.lock().await;
                 placement::check_capacity(&task_app, &vm.node, vm.vmid, vm.memory_mib)
                     .map_err(|e| e.to_string())?;
-                lifecycle::start(task_app.clone(), vm, log).await
+                let vmid = vm.vmid;
+                lifecycle::start(task_app.clone(), vm, log)
+                    .await
+                    .map_err(|e| format!("VM {vmid} was created, but starting it failed: {e}"))
             },
         )
         .await?;
