@@ -53,3 +53,17 @@ guest:
 ## Remove the demo cluster's data (database, certificates, node data).
 demo-clean:
 	rm -rf data
+
+.PHONY: guest-linux test-linux
+
+## make guest-linux: a Linux guest from Debian packages (linux-image-cloud-amd64's bzImage,
+## also unpacked to a vmlinux; busybox-static initramfs) -> target/images/kiln-linux{,-vmlinux}/
+## {kernel,initrd,cmdline,image.json}. Fetched with apt-get download; nothing is installed.
+guest-linux:
+	scripts/guest-linux.sh
+
+## make test-linux (opt-in): boot the Linux guest to its busybox prompt on a host with
+## hardware virtualization (vmx/svm); elsewhere (e.g. PVM) it says why it skips that and only
+## checks that the kernel is loaded and starts (its first console lines).
+test-linux: guest guest-linux
+	$(CARGO) test -p kiln-vmm --test linux_vm -- --ignored --nocapture --test-threads=1

@@ -4,29 +4,27 @@
 #
 #   kernel: linux-image-cloud-amd64 (the metapackage's current linux-image-*-cloud-amd64),
 #           fetched with `apt-get download`, unpacked with `dpkg-deb -x`; its bzImage is used
-#           as is (kiln-vmm also boots an uncompressed vmlinux ELF, see `--vmlinux` below).
+#           as is, and also unpacked into the uncompressed vmlinux ELF (which kiln-vmm boots
+#           through Linux's PVH entry).
 #   initrd: busybox-static plus an /init that mounts /proc, /sys, /dev, prints a banner and
 #           starts a shell on ttyS0; a gzip'd cpio "newc" archive written by Python (no cpio
 #           package needed).
 #
-# Output (target/images/ is gitignored; never commit images):
-#   target/images/kiln-linux/kernel    bzImage (or vmlinux with --vmlinux)
-#   target/images/kiln-linux/initrd    initramfs (cpio.gz)
-#   target/images/kiln-linux/cmdline   default kernel command line (one line)
-#   target/images/kiln-linux/image.json  {"name","kind":"linux","kernel","initrd","cmdline",...}
+# Output (target/images/ is gitignored; never commit images), two images:
+#   target/images/kiln-linux/          the bzImage
+#   target/images/kiln-linux-vmlinux/  the vmlinux ELF
+# each with
+#   kernel      the kernel image
+#   initrd      initramfs (cpio.gz)
+#   cmdline     default kernel command line (one line)
+#   image.json  {"name","kind":"linux","kernel","initrd","cmdline",...}
 #
-# Usage: scripts/guest-linux.sh [--vmlinux] [OUT_ROOT]   (OUT_ROOT defaults to target/images)
+# Usage: scripts/guest-linux.sh [OUT_ROOT]   (OUT_ROOT defaults to target/images)
 set -euo pipefail
 
-vmlinux=0
-if [[ ${1:-} == --vmlinux ]]; then
-    vmlinux=1
-    shift
-fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 out_root=${1:-$root/target/images}
 name=kiln-linux
-out=$out_root/$name
 work=$out_root/.build-$name
 cmdline='console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd'
 banner='Kiln Linux guest'
@@ -38,7 +36,7 @@ need dpkg-deb "dpkg"
 need python3 "writes the cpio archive"
 need gzip "compresses the initramfs"
 
-mkdir -p "$work" "$out"
+mkdir -p "$work"
 cd "$work"
 
 # The metapackage only depends on the versioned image package; resolve and fetch that one.
@@ -118,14 +116,12 @@ PY
 gzip -9n <initrd.cpio >initrd.cpio.gz
 
 # --- kernel ------------------------------------------------------------------------------
-kind=bzImage
-cp "$vmlinuz" kernel.img
-if ((vmlinux)); then
-    # Unpack the bzImage payload into the uncompressed vmlinux ELF (as the kernel's
-    # scripts/extract-vmlinux does): find the compressed stream by its magic and inflate it.
+# The bzImage as is; the vmlinux unpacked from it (what the kernel's scripts/extract-vmlinux
+# does), unless already done for this kernel.
+if [[ ! -s vmlinux-$kver.img ]]; then
     # The setup header says where the compressed payload is; Debian's cloud kernel uses LZ4
     # (legacy frame), decoded here in Python; zstd, xz and gzip go through their tools.
-    python3 - "$vmlinuz" kernel.img <<'PY'
+    python3 - "$vmlinuz" "vmlinux-$kver.img" <<'PY'
 import shutil, struct, subprocess, sys
 data = open(sys.argv[1], "rb").read()
 setup = ((data[0x1f1] or 4) + 1) * 512
@@ -176,22 +172,27 @@ if elf[:4] != b"\x7fELF":
     sys.exit("guest-linux: the unpacked payload is not an ELF file")
 open(sys.argv[2], "wb").write(elf)
 PY
-    kind=vmlinux
 fi
 
-install -m 644 kernel.img "$out/kernel"
-install -m 644 initrd.cpio.gz "$out/initrd"
-echo "$cmdline" >"$out/cmdline"
-cat >"$out/image.json" <<EOF
+write_image() { # name kernel-file kind
+    local out=$out_root/$1
+    mkdir -p "$out"
+    install -m 644 "$2" "$out/kernel"
+    install -m 644 initrd.cpio.gz "$out/initrd"
+    echo "$cmdline" >"$out/cmdline"
+    cat >"$out/image.json" <<EOF
 {
-  "name": "$name",
+  "name": "$1",
   "kind": "linux",
-  "description": "Debian $kver ($kind) with a busybox initramfs; shell on ttyS0",
+  "description": "Debian $kver ($3) with a busybox initramfs; shell on ttyS0",
   "kernel": "kernel",
   "initrd": "initrd",
   "cmdline": "$cmdline",
   "min_memory_mib": 256
 }
 EOF
-echo "guest-linux: $out: kernel ($kind, $kver, $(stat -c %s "$out/kernel") bytes)," \
-    "initrd ($(stat -c %s "$out/initrd") bytes)"
+    echo "guest-linux: $out: kernel ($3, $kver, $(stat -c %s "$out/kernel") bytes)," \
+        "initrd ($(stat -c %s "$out/initrd") bytes)"
+}
+write_image "$name" "$vmlinuz" bzImage
+write_image "$name-vmlinux" "vmlinux-$kver.img" vmlinux

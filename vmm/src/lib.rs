@@ -7,8 +7,9 @@
 //! the node agent asks for status, pause/resume, shutdown, stop, console and stats.
 //! [`vm::Vm`] ties them together; [`state`] holds the power-state machine.
 //!
-//! Boot paths live in [`boot`]: PVH ELF images (the Kiln test guest, or a Linux `vmlinux`
-//! with a PVH note) today; a Linux bzImage/boot_params path fits beside it.
+//! Boot paths live in [`boot`]: PVH ELF images (the Kiln test guest) and Linux kernels
+//! (`vmlinux` through its PVH note or the 64-bit boot protocol, bzImage through the 64-bit
+//! boot protocol) with an initramfs and a command line.
 
 // A VMM cannot avoid `unsafe`: KVM memory slots hand raw guest memory to the kernel, and a
 // few libc calls (mincore, gettid) have no safe wrapper. Every block carries a `// SAFETY:`

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use kiln_vmm::boot::BootSource;
+use kiln_vmm::boot::{BootKind, BootSource};
 use kiln_vmm::console::DEFAULT_SCROLLBACK;
 use kiln_vmm::control::server::{ControlSocket, InFlight};
 use kiln_vmm::state::StopReason;
@@ -21,12 +21,21 @@ use kiln_vmm::vm::{Vm, VmConfig};
 #[derive(Debug, Parser)]
 #[command(name = "kiln-vmm", version)]
 struct Args {
-    /// Guest image: an ELF with a PVH entry note (e.g. the Kiln test guest, `make guest`).
+    /// Guest image: an ELF with a PVH entry note (e.g. the Kiln test guest, `make guest`),
+    /// or a Linux kernel (uncompressed vmlinux ELF or bzImage, e.g. `make guest-linux`).
     #[arg(long, value_name = "PATH")]
     kernel: PathBuf,
-    /// Kernel command line, passed in the PVH start info.
+    /// Initramfs for a Linux kernel (implies the Linux boot path).
+    #[arg(long, value_name = "PATH")]
+    initrd: Option<PathBuf>,
+    /// Kernel command line (PVH start info or Linux zero page). Linux default:
+    /// "console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd".
     #[arg(long)]
     cmdline: Option<String>,
+    /// Boot path: `auto` boots a bzImage, or any kernel given with --initrd, as Linux, and
+    /// an ELF through its PVH note; `linux` also takes a vmlinux without a PVH note.
+    #[arg(long, value_enum, default_value_t = BootArg::Auto)]
+    boot: BootArg,
     /// Guest memory in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 128)]
     memory_mib: u64,
@@ -47,6 +56,23 @@ struct Args {
     scrollback_bytes: usize,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BootArg {
+    Auto,
+    Pvh,
+    Linux,
+}
+
+impl From<BootArg> for BootKind {
+    fn from(arg: BootArg) -> Self {
+        match arg {
+            BootArg::Auto => BootKind::Auto,
+            BootArg::Pvh => BootKind::Pvh,
+            BootArg::Linux => BootKind::Linux,
+        }
+    }
+}
+
 static TERMINATING_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_terminate(signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
@@ -65,14 +91,18 @@ fn main() {
 
 fn run() -> anyhow::Result<i32> {
     let args = Args::parse();
+    let boot = BootSource::resolve(
+        args.boot.into(),
+        args.kernel.clone(),
+        args.initrd.clone(),
+        args.cmdline.clone(),
+    )
+    .with_context(|| format!("cannot start a VM from {}", args.kernel.display()))?;
     let socket = ControlSocket::bind(&args.control_socket)?;
     let vm = Vm::start(VmConfig {
         memory_mib: args.memory_mib,
         vcpus: args.vcpus,
-        boot: BootSource::PvhElf {
-            kernel: args.kernel.clone(),
-            cmdline: args.cmdline.clone(),
-        },
+        boot,
         start_paused: args.start_paused,
         scrollback_bytes: args.scrollback_bytes,
         console_stdout: args.console_stdout,

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use kvm_bindings::CpuId;
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
-use crate::boot::{pvh, BootEntry};
+use kvm_bindings::Msrs;
+
+use crate::boot::{self, BootEntry};
 use crate::cpuid;
 use crate::devices::IoOutcome;
 use crate::protocol::ExitCounts;
@@ -27,6 +29,17 @@ pub enum VcpuError {
         /// KVM's error.
         #[source]
         source: kvm_ioctls::Error,
+    },
+    /// KVM refused a boot MSR.
+    #[error("KVM refused boot MSR {index:#x} for vCPU {id}")]
+    Msr {
+        /// vCPU index.
+        id: u8,
+        /// The MSR.
+        index: u32,
+        /// KVM's error, when the ioctl itself failed.
+        #[source]
+        source: Option<kvm_ioctls::Error>,
     },
     /// The kick signal handler could not be installed.
     #[error("cannot install the vCPU kick signal handler")]
@@ -121,16 +134,40 @@ pub fn create(
     set_lvt_mode(&mut lapic.regs, APIC_LVT0, APIC_MODE_EXTINT);
     set_lvt_mode(&mut lapic.regs, APIC_LVT1, APIC_MODE_NMI);
     vcpu.set_lapic(&lapic).map_err(err("set the LAPIC"))?;
+    set_boot_msrs(&vcpu, id)?;
     if id == 0 {
-        vcpu.set_fpu(&pvh::boot_fpu())
+        vcpu.set_fpu(&boot::boot_fpu())
             .map_err(err("set FPU state"))?;
         let sregs = vcpu.get_sregs().map_err(err("read special registers"))?;
-        vcpu.set_sregs(&pvh::boot_sregs(sregs))
+        vcpu.set_sregs(&boot.sregs(sregs))
             .map_err(err("set special registers"))?;
-        vcpu.set_regs(&pvh::boot_regs(boot))
-            .map_err(err("set registers"))?;
+        vcpu.set_regs(&boot.regs()).map_err(err("set registers"))?;
     }
     Ok(vcpu)
+}
+
+/// Write [`boot::boot_msrs`]. KVM_SET_MSRS stops at the first MSR it refuses and returns
+/// how many it wrote, so a short count names the culprit.
+fn set_boot_msrs(vcpu: &VcpuFd, id: u8) -> Result<(), VcpuError> {
+    let entries = boot::boot_msrs();
+    let msrs = Msrs::from_entries(&entries).map_err(|_| VcpuError::Msr {
+        id,
+        index: entries.first().map_or(0, |e| e.index),
+        source: None,
+    })?;
+    let written = vcpu.set_msrs(&msrs).map_err(|source| VcpuError::Msr {
+        id,
+        index: entries.first().map_or(0, |e| e.index),
+        source: Some(source),
+    })?;
+    match entries.get(written) {
+        None => Ok(()),
+        Some(refused) => Err(VcpuError::Msr {
+            id,
+            index: refused.index,
+            source: None,
+        }),
+    }
 }
 
 /// The vCPU thread: run until the VM stops.

@@ -159,11 +159,7 @@ impl Vm {
             .map_err(kvm_err("create the in-kernel PIT"))?;
         memory::register(&vm, &memory)?;
 
-        let entry = match &config.boot {
-            BootSource::PvhElf { kernel, cmdline } => {
-                boot::pvh::load(&memory, kernel, cmdline.as_deref())?
-            }
-        };
+        let entry = config.boot.load(&memory)?;
         mptable::write(&memory, usize::from(config.vcpus))?;
 
         let console = Console::new(config.scrollback_bytes, config.console_stdout);

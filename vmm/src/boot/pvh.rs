@@ -5,20 +5,20 @@
 use std::fs::File;
 use std::path::Path;
 
-use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment, kvm_sregs};
+use kvm_bindings::{kvm_regs, kvm_sregs};
 use linux_loader::configurator::pvh::PvhBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
-use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_start_info};
+use linux_loader::loader::elf::start_info::{
+    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
+};
 use linux_loader::loader::elf::{Elf, Error as ElfError, PvhBootCapability};
-use linux_loader::loader::KernelLoader;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend as _, GuestMemoryRegion};
+use linux_loader::loader::{KernelLoader, KernelLoaderResult};
+use vm_memory::{Address, GuestAddress};
 
-use super::{layout, BootEntry, BootError};
+use super::{gdt, layout, BootEntry, BootError, Initrd};
 use crate::memory::GuestMemory;
 
 const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
-const E820_RAM: u32 = 1;
-const E820_RESERVED: u32 = 2;
 
 /// Load a PVH ELF image and write the start info (memory map, command line).
 pub fn load(
@@ -26,11 +26,22 @@ pub fn load(
     kernel: &Path,
     cmdline: Option<&str>,
 ) -> Result<BootEntry, BootError> {
+    let loaded = load_elf(mem, kernel)?;
+    let PvhBootCapability::PvhEntryPresent(entry) = loaded.pvh_boot_cap else {
+        return Err(BootError::NoPvhNote {
+            path: kernel.to_path_buf(),
+        });
+    };
+    configure(mem, entry.raw_value(), cmdline, None)
+}
+
+/// Load an ELF image at its physical addresses (not below 1 MiB).
+pub(super) fn load_elf(mem: &GuestMemory, kernel: &Path) -> Result<KernelLoaderResult, BootError> {
     let mut file = File::open(kernel).map_err(|source| BootError::OpenImage {
         path: kernel.to_path_buf(),
         source,
     })?;
-    let loaded = Elf::load(
+    Elf::load(
         mem,
         None,
         &mut file,
@@ -45,13 +56,17 @@ pub fn load(
             path: kernel.to_path_buf(),
             source,
         },
-    })?;
-    let PvhBootCapability::PvhEntryPresent(entry) = loaded.pvh_boot_cap else {
-        return Err(BootError::NoPvhNote {
-            path: kernel.to_path_buf(),
-        });
-    };
+    })
+}
 
+/// Write `hvm_start_info` (memory map, command line, the initrd as module 0 — where Linux's
+/// PVH entry looks for it), the boot GDT, and return the entry.
+pub(super) fn configure(
+    mem: &GuestMemory,
+    entry: u64,
+    cmdline: Option<&str>,
+    initrd: Option<Initrd>,
+) -> Result<BootEntry, BootError> {
     let mut start_info = hvm_start_info {
         magic: XEN_HVM_START_MAGIC,
         version: 1,
@@ -59,128 +74,47 @@ pub fn load(
         ..Default::default()
     };
     if let Some(cmdline) = cmdline {
-        if cmdline.len() >= layout::CMDLINE_MAX {
-            return Err(BootError::CmdlineTooLong { len: cmdline.len() });
-        }
-        let mut bytes = cmdline.as_bytes().to_vec();
-        bytes.push(0);
-        mem.write_slice(&bytes, GuestAddress(layout::CMDLINE))
-            .map_err(|source| BootError::WriteGuest {
-                what: "kernel command line",
-                source,
-            })?;
+        super::write_cmdline(mem, cmdline, layout::CMDLINE_MAX)?;
         start_info.cmdline_paddr = layout::CMDLINE;
     }
-    let memmap = memory_map(mem);
+    let memmap: Vec<hvm_memmap_table_entry> = super::memory_map(mem)
+        .into_iter()
+        .map(|e| hvm_memmap_table_entry {
+            addr: e.addr,
+            size: e.size,
+            type_: e.kind,
+            reserved: 0,
+        })
+        .collect();
     start_info.memmap_entries = memmap.len() as u32;
+    let modules: Vec<hvm_modlist_entry> = initrd
+        .iter()
+        .map(|i| hvm_modlist_entry {
+            paddr: i.addr,
+            size: i.size,
+            ..Default::default()
+        })
+        .collect();
+    if !modules.is_empty() {
+        start_info.nr_modules = modules.len() as u32;
+        start_info.modlist_paddr = layout::PVH_MODLIST;
+    }
     let mut params = BootParams::new(&start_info, GuestAddress(layout::PVH_START_INFO));
     params.set_sections(&memmap, GuestAddress(layout::PVH_MEMMAP));
+    if !modules.is_empty() {
+        params.set_modules(&modules, GuestAddress(layout::PVH_MODLIST));
+    }
     PvhBootConfigurator::write_bootparams(&params, mem).map_err(BootError::StartInfo)?;
-    write_boot_gdt(mem)?;
-    Ok(BootEntry {
-        entry: entry.raw_value(),
+    gdt::write(mem, &gdt::PVH_GDT)?;
+    Ok(BootEntry::Pvh {
+        entry,
         start_info: layout::PVH_START_INFO,
     })
 }
 
-/// The E820-style map: low RAM, the reserved EBDA/BIOS hole, then every RAM region.
-fn memory_map(mem: &GuestMemory) -> Vec<hvm_memmap_table_entry> {
-    let entry = |addr: u64, size: u64, type_: u32| hvm_memmap_table_entry {
-        addr,
-        size,
-        type_,
-        reserved: 0,
-    };
-    let mut map = vec![
-        entry(0, layout::EBDA_START, E820_RAM),
-        entry(
-            layout::EBDA_START,
-            layout::HIGH_MEMORY_START - layout::EBDA_START,
-            E820_RESERVED,
-        ),
-    ];
-    for region in mem.iter() {
-        let start = region
-            .start_addr()
-            .raw_value()
-            .max(layout::HIGH_MEMORY_START);
-        let end = region.start_addr().raw_value() + region.len();
-        if end > start {
-            map.push(entry(start, end - start, E820_RAM));
-        }
-    }
-    map
-}
-
-// Segment descriptors of the boot GDT: flat 32-bit code, flat data, a TSS.
-const GDT_CODE: u64 = gdt_entry(0xc09b, 0, 0xfffff);
-const GDT_DATA: u64 = gdt_entry(0xc093, 0, 0xfffff);
-const GDT_TSS: u64 = gdt_entry(0x008b, 0, 0x67);
-const BOOT_GDT: [u64; 5] = [0, 0, GDT_CODE, GDT_DATA, GDT_TSS];
-
-/// A GDT descriptor from (flags << 8 | access byte), base and 20-bit limit.
-const fn gdt_entry(flags: u16, base: u32, limit: u32) -> u64 {
-    ((base as u64 & 0xff00_0000) << 32)
-        | ((base as u64 & 0x00ff_ffff) << 16)
-        | (limit as u64 & 0x0000_ffff)
-        | ((limit as u64 & 0x000f_0000) << 32)
-        | ((flags as u64 & 0x0000_f0ff) << 40)
-}
-
-/// The KVM view of descriptor `index` of the boot GDT.
-fn segment(index: u16) -> kvm_segment {
-    let e = BOOT_GDT[index as usize];
-    let access = ((e >> 40) & 0xff) as u8;
-    let flags = ((e >> 52) & 0xf) as u8;
-    let raw_limit = ((e & 0xffff) | ((e >> 32) & 0xf_0000)) as u32;
-    let g = (flags >> 3) & 1;
-    kvm_segment {
-        base: ((e >> 16) & 0xff_ffff) | ((e >> 32) & 0xff00_0000),
-        limit: if g == 1 {
-            (raw_limit << 12) | 0xfff
-        } else {
-            raw_limit
-        },
-        selector: index * 8,
-        type_: access & 0xf,
-        present: (access >> 7) & 1,
-        dpl: (access >> 5) & 3,
-        db: (flags >> 2) & 1,
-        s: (access >> 4) & 1,
-        l: (flags >> 1) & 1,
-        g,
-        avl: 0,
-        unusable: 0,
-        padding: 0,
-    }
-}
-
-fn write_boot_gdt(mem: &GuestMemory) -> Result<(), BootError> {
-    for (i, e) in BOOT_GDT.iter().enumerate() {
-        mem.write_obj(*e, GuestAddress(layout::BOOT_GDT + 8 * i as u64))
-            .map_err(|source| BootError::WriteGuest {
-                what: "boot GDT",
-                source,
-            })?;
-    }
-    Ok(())
-}
-
 /// Special registers for the PVH entry: protected mode, paging off, flat segments.
 pub fn boot_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
-    let code = segment(2);
-    let data = segment(3);
-    sregs.cs = code;
-    sregs.ds = data;
-    sregs.es = data;
-    sregs.fs = data;
-    sregs.gs = data;
-    sregs.ss = data;
-    sregs.tr = segment(4);
-    sregs.gdt.base = layout::BOOT_GDT;
-    sregs.gdt.limit = (std::mem::size_of_val(&BOOT_GDT) - 1) as u16;
-    sregs.idt.base = 0;
-    sregs.idt.limit = 0;
+    gdt::load_segments(&mut sregs, &gdt::PVH_GDT);
     sregs.cr0 = 0x11; // PE | ET
     sregs.cr3 = 0;
     sregs.cr4 = 0;
@@ -188,21 +122,12 @@ pub fn boot_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
     sregs
 }
 
-/// General registers for the PVH entry.
-pub fn boot_regs(entry: &BootEntry) -> kvm_regs {
+/// General registers for the PVH entry: EBX = start info.
+pub fn boot_regs(entry: u64, start_info: u64) -> kvm_regs {
     kvm_regs {
-        rip: entry.entry,
-        rbx: entry.start_info,
+        rip: entry,
+        rbx: start_info,
         rflags: 0x2,
-        ..Default::default()
-    }
-}
-
-/// FPU state after reset (x87 control word, MXCSR).
-pub fn boot_fpu() -> kvm_fpu {
-    kvm_fpu {
-        fcw: 0x37f,
-        mxcsr: 0x1f80,
         ..Default::default()
     }
 }
@@ -210,31 +135,55 @@ pub fn boot_fpu() -> kvm_fpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use linux_loader::loader::elf::start_info::hvm_start_info;
+    use vm_memory::Bytes;
 
     #[test]
-    fn boot_code_segment_is_flat_32_bit() {
-        let cs = segment(2);
-        assert_eq!((cs.base, cs.limit, cs.selector), (0, 0xffff_ffff, 0x10));
+    fn start_info_lists_the_memory_map_command_line_and_initrd_module() {
+        let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 64 << 20)]).expect("64 MiB");
+        let initrd = Initrd {
+            addr: 0x300_0000,
+            size: 0x1234,
+        };
+        let entry =
+            configure(&mem, 0x100_0000, Some("console=ttyS0"), Some(initrd)).expect("configure");
+        assert!(matches!(
+            entry,
+            BootEntry::Pvh {
+                entry: 0x100_0000,
+                start_info: layout::PVH_START_INFO
+            }
+        ));
+        let info: hvm_start_info = mem
+            .read_obj(GuestAddress(layout::PVH_START_INFO))
+            .expect("start info");
+        assert_eq!(info.magic, XEN_HVM_START_MAGIC);
+        assert_eq!(info.cmdline_paddr, layout::CMDLINE);
         assert_eq!(
-            (cs.type_, cs.present, cs.db, cs.l, cs.s, cs.g),
-            (0xb, 1, 1, 0, 1, 1)
+            (info.nr_modules, info.modlist_paddr),
+            (1, layout::PVH_MODLIST)
         );
-        let tr = segment(4);
-        assert_eq!((tr.limit, tr.type_, tr.s, tr.g), (0x67, 0xb, 0, 0));
+        assert_eq!(info.memmap_entries, 3);
+        let module: hvm_modlist_entry = mem
+            .read_obj(GuestAddress(layout::PVH_MODLIST))
+            .expect("module");
+        assert_eq!((module.paddr, module.size), (0x300_0000, 0x1234));
+        let mut cmdline = [0u8; 14];
+        mem.read_slice(&mut cmdline, GuestAddress(layout::CMDLINE))
+            .expect("cmdline");
+        assert_eq!(&cmdline, b"console=ttyS0\0");
     }
 
     #[test]
-    fn memory_map_reserves_the_bios_hole() {
+    fn without_initrd_there_are_no_modules() {
         let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 16 << 20)]).expect("16 MiB");
-        let map = memory_map(&mem);
-        let view: Vec<(u64, u64, u32)> = map.iter().map(|e| (e.addr, e.size, e.type_)).collect();
+        configure(&mem, 0x10_0000, None, None).expect("configure");
+        let info: hvm_start_info = mem
+            .read_obj(GuestAddress(layout::PVH_START_INFO))
+            .expect("start info");
         assert_eq!(
-            view,
-            vec![
-                (0, 0x9fc00, E820_RAM),
-                (0x9fc00, 0x100000 - 0x9fc00, E820_RESERVED),
-                (0x100000, (16 << 20) - 0x100000, E820_RAM),
-            ]
+            (info.nr_modules, info.modlist_paddr, info.cmdline_paddr),
+            (0, 0, 0)
         );
     }
 }

@@ -68,13 +68,23 @@ pub struct TestVm {
 impl TestVm {
     /// Start a VM and wait for its control socket.
     pub fn start(vcpus: u8, memory_mib: u64) -> TestVm {
+        let image = guest_image();
+        TestVm::start_with(&[
+            "--kernel".as_ref(),
+            image.as_os_str(),
+            "--memory-mib".as_ref(),
+            memory_mib.to_string().as_ref(),
+            "--vcpus".as_ref(),
+            vcpus.to_string().as_ref(),
+        ])
+    }
+
+    /// Start kiln-vmm with `args` (plus its control socket) and wait for the socket.
+    pub fn start_with(args: &[&std::ffi::OsStr]) -> TestVm {
         let dir = TempDir::new("vm");
         let socket = dir.path().join("control.sock");
         let child = Command::new(vmm_binary())
-            .arg("--kernel")
-            .arg(guest_image())
-            .args(["--memory-mib", &memory_mib.to_string()])
-            .args(["--vcpus", &vcpus.to_string()])
+            .args(args)
             .arg("--control-socket")
             .arg(&socket)
             .stdout(Stdio::null())
