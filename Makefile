@@ -50,6 +50,16 @@ guest:
 	rustup target list --installed | grep -qx x86_64-unknown-none || rustup target add x86_64-unknown-none
 	cd guest && $(CARGO) build --release
 
+## make bench: start latency (API → console banner, next to kiln-vmm alone and QEMU microvm),
+## VMM memory overhead and 50-VM density on a real cluster of release binaries (printed, not
+## asserted; the run takes about a minute once built). Installs qemu-system-x86 if missing. See bench/README.md.
+bench: guest
+	bench/setup.sh
+	$(CARGO) build --release -p kiln-server -p kiln-node -p kiln-vmm
+	$(CARGO) build --release -p kiln-bench
+	target/release/kiln-bench --bin-dir target/release \
+		--guest target/guest/x86_64-unknown-none/release/kiln-test-guest $(BENCH_ARGS)
+
 ## Remove the demo cluster's data (database, certificates, node data).
 demo-clean:
 	rm -rf data

@@ -5,7 +5,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use kiln_api_types::NodeState;
-use kiln_node_client::wire::NodeFacts;
+use kiln_node_client::wire::{NodeFacts, VmRuntime};
 use tokio::sync::watch;
 
 /// A counter bumped whenever something the UI shows changes.
@@ -87,6 +87,17 @@ impl NodeRegistry {
         rt.facts = Some(facts);
         rt.last_seen = Some(Instant::now());
         rt.last_error = None;
+    }
+
+    /// A VM operation on `node` answered with the VM's new runtime state: record it at once,
+    /// so the cluster view does not wait for the next heartbeat. `None` forgets the VM.
+    pub fn record_vm(&self, node: &str, vmid: u32, runtime: Option<VmRuntime>) {
+        let mut nodes = self.write();
+        let Some(facts) = nodes.get_mut(node).and_then(|rt| rt.facts.as_mut()) else {
+            return;
+        };
+        facts.vms.retain(|v| v.vmid != vmid);
+        facts.vms.extend(runtime);
     }
 
     /// A heartbeat to `node` failed.

@@ -51,6 +51,7 @@ pub async fn start(app: AppState, vm: VmRecord, log: TaskLogger) -> Result<(), S
         .start_vm(&spec(&vm))
         .await
         .map_err(|e| e.to_string())?;
+    app.nodes.record_vm(&vm.node, vm.vmid, Some(rt.clone()));
     log.log(format!(
         "VM {} is {:?} (kiln-vmm pid {})",
         vm.vmid,
@@ -71,6 +72,7 @@ pub async fn stop(app: AppState, vm: VmRecord, log: TaskLogger) -> Result<(), St
         .stop_vm(vm.vmid)
         .await
         .map_err(|e| e.to_string())?;
+    app.nodes.record_vm(&vm.node, vm.vmid, Some(rt.clone()));
     log.log(format!("VM {} is {:?}", vm.vmid, rt.state)).await;
     record_desired(&app, vm.vmid, "stopped", &log).await;
     Ok(())
@@ -93,6 +95,7 @@ pub async fn shutdown(
         .shutdown_vm(vm.vmid, timeout_secs)
         .await
         .map_err(|e| e.to_string())?;
+    app.nodes.record_vm(&vm.node, vm.vmid, Some(rt.clone()));
     if let Some(reason) = &rt.stop_reason {
         log.log(format!("VM {} stopped: {reason}", vm.vmid)).await;
     }
@@ -104,11 +107,12 @@ pub async fn shutdown(
 pub async fn reboot(app: AppState, vm: VmRecord, log: TaskLogger) -> Result<(), String> {
     log.log(format!("rebooting VM {} on node {}", vm.vmid, vm.node))
         .await;
-    client(&app, &vm.node)
+    let rt = client(&app, &vm.node)
         .await?
         .reboot_vm(vm.vmid, 60)
         .await
         .map_err(|e| e.to_string())?;
+    app.nodes.record_vm(&vm.node, vm.vmid, Some(rt));
     record_desired(&app, vm.vmid, "running", &log).await;
     Ok(())
 }
@@ -129,6 +133,7 @@ pub async fn pause(
         c.resume_vm(vm.vmid).await
     }
     .map_err(|e| e.to_string())?;
+    app.nodes.record_vm(&vm.node, vm.vmid, Some(rt.clone()));
     log.log(format!("VM {} is {:?}", vm.vmid, rt.state)).await;
     app.changes.notify();
     Ok(())
@@ -140,6 +145,7 @@ pub async fn destroy(app: AppState, vm: VmRecord, log: TaskLogger) -> Result<(),
         .await;
     match client(&app, &vm.node).await {
         Ok(c) => {
+            app.nodes.record_vm(&vm.node, vm.vmid, None);
             if let Err(e) = c.delete_vm(vm.vmid).await {
                 log.log(format!("note: node {} did not clean up: {e}", vm.node))
                     .await;

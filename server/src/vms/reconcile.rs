@@ -9,18 +9,36 @@ use kiln_node_client::wire::VmPowerState;
 use super::{observe, Observed};
 use crate::state::AppState;
 
-/// What the reconciler saw of each VM last time.
+/// What the reconciler saw of each VM: the last active state it had (for the log), and for how
+/// many passes in a row it has been seen not running.
 #[derive(Debug, Default)]
 pub struct Reconciler {
-    last: Mutex<HashMap<u32, String>>,
+    seen: Mutex<HashMap<u32, Seen>>,
 }
 
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    last_active: Option<&'static str>,
+    inactive_passes: u32,
+}
+
+/// A VM must be seen not running in this many passes in a row before the reconciler acts: a
+/// heartbeat answer that was on its way while a start finished must not count as a crash.
+const CONFIRMATIONS: u32 = 2;
+
 impl Reconciler {
-    fn swap(&self, vmid: u32, now: &str) -> Option<String> {
-        self.last
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(vmid, now.to_owned())
+    fn observe(&self, vmid: u32, word: &'static str, active: bool) -> Seen {
+        let mut map = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(vmid).or_default();
+        if active {
+            *entry = Seen {
+                last_active: Some(word),
+                inactive_passes: 0,
+            };
+        } else {
+            entry.inactive_passes += 1;
+        }
+        entry.clone()
     }
 }
 
@@ -38,9 +56,14 @@ pub async fn run_once(app: &AppState) {
         if seen == Observed::Unknown {
             continue; // node offline: nothing to conclude yet
         }
-        let word = seen.state_word();
-        let before = app.reconciler.swap(vm.vmid, word);
-        if vm.desired != "running" || seen.is_active() || app.vm_locks.holder(vm.vmid).is_some() {
+        let memory = app
+            .reconciler
+            .observe(vm.vmid, seen.state_word(), seen.is_active());
+        if vm.desired != "running"
+            || seen.is_active()
+            || memory.inactive_passes < CONFIRMATIONS
+            || app.vm_locks.holder(vm.vmid).is_some()
+        {
             continue;
         }
         // The VM should run but does not, and no operation of ours is in progress.
@@ -62,7 +85,7 @@ pub async fn run_once(app: &AppState) {
             tracing::info!(vmid = vm.vmid, "VM stopped: {reason}");
             continue;
         }
-        let was = before.unwrap_or_else(|| "unknown (server restarted)".into());
+        let was = memory.last_active.unwrap_or("unknown (server restarted)");
         let id = vm.vmid.to_string();
         let node = vm.node.clone();
         let result = app
@@ -86,5 +109,28 @@ pub async fn run_once(app: &AppState) {
         if let Err(e) = result {
             tracing::error!("reconcile: cannot record a crash: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vm_counts_as_stopped_only_after_consecutive_passes() {
+        let r = Reconciler::default();
+        assert_eq!(r.observe(100, "running", true).inactive_passes, 0);
+        let once = r.observe(100, "stopped", false);
+        assert_eq!(
+            (once.inactive_passes, once.last_active),
+            (1, Some("running"))
+        );
+        // A fresh heartbeat shows it running again: the count starts over.
+        assert_eq!(r.observe(100, "running", true).inactive_passes, 0);
+        r.observe(100, "stopped", false);
+        assert_eq!(
+            r.observe(100, "stopped", false).inactive_passes,
+            CONFIRMATIONS
+        );
     }
 }
