@@ -29,6 +29,10 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+# Linux guests built by `make guest-linux` (optional) are imported into every node's store.
+images=""
+[ -d target/images ] && images="$PWD/target/images"
+
 for i in 1 2 3; do
   dir="$data/n$i"
   if [ ! -f "$dir/node.json" ]; then
@@ -36,7 +40,8 @@ for i in 1 2 3; do
     "$bin/kiln-node" join "$url" "$token" --name "n$i" --listen "127.0.0.1:810$i" --data-dir "$dir"
   fi
   "$bin/kiln-node" run --data-dir "$dir" --vmm-bin "$bin/kiln-vmm" \
-    --test-guest target/guest/x86_64-unknown-none/release/kiln-test-guest &
+    --test-guest target/guest/x86_64-unknown-none/release/kiln-test-guest \
+    ${images:+--image-dir "$images"} &
   pids+=($!)
 done
 

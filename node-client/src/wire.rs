@@ -139,7 +139,8 @@ pub struct ImageInfo {
     pub name: String,
     /// File size in bytes.
     pub size_bytes: u64,
-    /// Image format: `pvh-elf` (an ELF kernel with a PVH entry note) or `unknown`.
+    /// Image format: `pvh-elf` (an ELF kernel with a PVH entry note), `linux` (a kernel and
+    /// initramfs directory, booted with the Linux boot protocol) or `unknown`.
     pub kind: String,
     /// What it is, for a human.
     pub description: String,

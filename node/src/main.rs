@@ -72,6 +72,17 @@ enum Command {
         /// executable].
         #[arg(long, env = "KILN_TEST_GUEST", value_name = "PATH")]
         test_guest: Option<PathBuf>,
+        /// Import the image directories found here into the image store at start: DIR itself
+        /// if it holds an image.json, else each subdirectory that does (e.g. target/images
+        /// after `make guest-linux`). Repeatable; the environment variable takes a
+        /// comma-separated list.
+        #[arg(
+            long = "image-dir",
+            env = "KILN_IMAGE_DIRS",
+            value_name = "DIR",
+            value_delimiter = ','
+        )]
+        image_dirs: Vec<PathBuf>,
     },
 }
 
@@ -80,6 +91,7 @@ struct RunOptions {
     listen: Option<SocketAddr>,
     vmm_bin: Option<PathBuf>,
     test_guest: Option<PathBuf>,
+    image_dirs: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -147,14 +159,22 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             listen,
             vmm_bin,
             test_guest,
-        } => runtime.block_on(run(
-            &data,
-            RunOptions {
-                listen,
-                vmm_bin,
-                test_guest,
-            },
-        )),
+            image_dirs,
+        } => {
+            // kiln-vmm runs in its VM's directory: paths handed to it must be absolute.
+            let data = DataDir::new(std::path::absolute(&cli.data_dir).with_context(|| {
+                format!("cannot resolve --data-dir {}", cli.data_dir.display())
+            })?);
+            runtime.block_on(run(
+                &data,
+                RunOptions {
+                    listen,
+                    vmm_bin,
+                    test_guest,
+                    image_dirs,
+                },
+            ))
+        }
     }
 }
 
@@ -184,8 +204,8 @@ async fn run(data: &DataDir, options: RunOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets up the image store (registering the test guest) and the VM supervisor, which
-/// re-attaches to the VMs still running from before.
+/// Sets up the image store (importing `--image-dir` images, registering the test guest) and
+/// the VM supervisor, which re-attaches to the VMs still running from before.
 async fn open_supervisor(
     data: &DataDir,
     node: &NodeName,
@@ -212,8 +232,10 @@ async fn open_supervisor(
     }
     let images = vms::ImageStore::new(data.path().join("images"));
     let given = options.test_guest.clone();
+    let image_dirs = options.image_dirs.clone();
     let store = images.clone();
     let registered = tokio::task::spawn_blocking(move || {
+        store.import_dirs(&image_dirs);
         let source = vms::images::find_test_guest(given.as_deref())?;
         Some((store.register(TEST_GUEST_IMAGE, &source), source))
     })

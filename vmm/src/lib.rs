@@ -5,7 +5,8 @@
 //! ([`devices`]: 16550 serial on COM1, i8042 reset, the power port and power button), a
 //! console with scroll-back ([`console`]) and a control socket ([`control`]) through which
 //! the node agent asks for status, pause/resume, shutdown, stop, console and stats.
-//! [`vm::Vm`] ties them together; [`state`] holds the power-state machine.
+//! [`vm::Vm`] ties them together; [`state`] holds the power-state machine; [`migration`]
+//! moves a running VM to another kiln-vmm process.
 //!
 //! Boot paths live in [`boot`]: PVH ELF images (the Kiln test guest) and Linux kernels
 //! (`vmlinux` through its PVH note or the 64-bit boot protocol, bzImage through the 64-bit
@@ -22,6 +23,7 @@ pub mod control;
 pub mod cpuid;
 pub mod devices;
 pub mod memory;
+pub mod migration;
 pub mod state;
 pub mod stats;
 pub mod vcpu;

@@ -14,6 +14,8 @@ use clap::Parser;
 use kiln_vmm::boot::{BootKind, BootSource};
 use kiln_vmm::console::DEFAULT_SCROLLBACK;
 use kiln_vmm::control::server::{ControlSocket, InFlight};
+use kiln_vmm::migration::receive;
+use kiln_vmm::migration::transport::Listener;
 use kiln_vmm::state::StopReason;
 use kiln_vmm::vm::{Vm, VmConfig};
 
@@ -23,8 +25,8 @@ use kiln_vmm::vm::{Vm, VmConfig};
 struct Args {
     /// Guest image: an ELF with a PVH entry note (e.g. the Kiln test guest, `make guest`),
     /// or a Linux kernel (uncompressed vmlinux ELF or bzImage, e.g. `make guest-linux`).
-    #[arg(long, value_name = "PATH")]
-    kernel: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present = "migrate_receive")]
+    kernel: Option<PathBuf>,
     /// Initramfs for a Linux kernel (implies the Linux boot path).
     #[arg(long, value_name = "PATH")]
     initrd: Option<PathBuf>,
@@ -48,6 +50,12 @@ struct Args {
     /// Start with the vCPUs paused; `resume` starts the guest.
     #[arg(long)]
     start_paused: bool,
+    /// Be the target of a live migration: listen on this Unix socket path (or host:port),
+    /// take one source's VM (it must have the same --memory-mib and --vcpus), and run it
+    /// once the source commits. No guest image is loaded. Exits with status 1 if the
+    /// migration fails before the commit (the VM keeps running on the source).
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["kernel", "initrd", "cmdline"])]
+    migrate_receive: Option<String>,
     /// Also copy the guest console to stdout.
     #[arg(long)]
     console_stdout: bool,
@@ -91,28 +99,49 @@ fn main() {
 
 fn run() -> anyhow::Result<i32> {
     let args = Args::parse();
-    let boot = BootSource::resolve(
-        args.boot.into(),
-        args.kernel.clone(),
-        args.initrd.clone(),
-        args.cmdline.clone(),
-    )
-    .with_context(|| format!("cannot start a VM from {}", args.kernel.display()))?;
+    let (boot, what) = match (&args.kernel, &args.migrate_receive) {
+        (Some(kernel), _) => (
+            Some(
+                BootSource::resolve(
+                    args.boot.into(),
+                    kernel.clone(),
+                    args.initrd.clone(),
+                    args.cmdline.clone(),
+                )
+                .with_context(|| format!("cannot start a VM from {}", kernel.display()))?,
+            ),
+            format!("cannot start a VM from {}", kernel.display()),
+        ),
+        (None, Some(listen)) => (None, format!("cannot receive a VM on {listen}")),
+        (None, None) => anyhow::bail!("give --kernel, or --migrate-receive for a migration target"),
+    };
+    // The migration listener exists before the control socket appears, so a supervisor
+    // that waits for the control socket may start the source right away.
+    let listener = match &args.migrate_receive {
+        Some(listen) => Some(
+            Listener::bind(listen)
+                .with_context(|| format!("cannot listen for a migration on {listen}"))?,
+        ),
+        None => None,
+    };
     let socket = ControlSocket::bind(&args.control_socket)?;
     let vm = Vm::start(VmConfig {
         memory_mib: args.memory_mib,
         vcpus: args.vcpus,
         boot,
-        start_paused: args.start_paused,
+        start_paused: args.start_paused || listener.is_some(),
         scrollback_bytes: args.scrollback_bytes,
         console_stdout: args.console_stdout,
     })
-    .with_context(|| format!("cannot start a VM from {}", args.kernel.display()))?;
+    .context(what)?;
     let shared = vm.shared();
     let in_flight = Arc::new(InFlight::default());
     socket
         .serve(shared.clone(), in_flight.clone())
         .context("cannot start the control socket thread")?;
+    if let Some(listener) = listener {
+        receive::serve(listener, shared.clone()).context("cannot start the migration receiver")?;
+    }
 
     for signal in [libc::SIGTERM, libc::SIGINT] {
         vmm_sys_util::signal::register_signal_handler(signal, on_terminate)

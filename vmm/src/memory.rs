@@ -129,6 +129,21 @@ pub fn create(memory_mib: u64) -> Result<GuestMemory, MemoryError> {
 
 /// Hand every region to KVM as a memory slot (slot = region index).
 pub fn register(vm: &VmFd, mem: &GuestMemory) -> Result<(), MemoryError> {
+    register_with_flags(vm, mem, 0)
+}
+
+/// Switch KVM's dirty-page logging on or off for every slot (re-registers the slots with
+/// or without `KVM_MEM_LOG_DIRTY_PAGES`; KVM changes only the flags).
+pub fn set_dirty_logging(vm: &VmFd, mem: &GuestMemory, on: bool) -> Result<(), MemoryError> {
+    let flags = if on {
+        kvm_bindings::KVM_MEM_LOG_DIRTY_PAGES
+    } else {
+        0
+    };
+    register_with_flags(vm, mem, flags)
+}
+
+fn register_with_flags(vm: &VmFd, mem: &GuestMemory, flags: u32) -> Result<(), MemoryError> {
     for (slot, region) in mem.iter().enumerate() {
         let slot = slot as u32;
         let host = region
@@ -141,7 +156,7 @@ pub fn register(vm: &VmFd, mem: &GuestMemory) -> Result<(), MemoryError> {
             })?;
         let slot_desc = kvm_bindings::kvm_userspace_memory_region {
             slot,
-            flags: 0,
+            flags,
             guest_phys_addr: region.start_addr().raw_value(),
             memory_size: region.len(),
             userspace_addr: host as u64,

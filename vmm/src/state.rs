@@ -45,17 +45,31 @@ pub enum StopReason {
         /// The error.
         detail: String,
     },
+    /// The VM was live-migrated away and runs on the target now.
+    Migrated {
+        /// Where it went.
+        to: String,
+    },
+    /// This was the target of a migration that did not complete; the VM never ran here
+    /// (it runs on the source).
+    IncomingMigrationFailed {
+        /// Why.
+        detail: String,
+    },
 }
 
 impl StopReason {
     /// Process exit code for this reason: 0 for an orderly end, 2 for a guest reset request,
-    /// 3 for a crash (guest or VMM). Startup errors exit with 1 before any VM runs.
+    /// 3 for a crash (guest or VMM). Startup errors exit with 1 before any VM runs, and so
+    /// does a migration target whose incoming migration failed (the VM never ran there).
     pub fn exit_code(&self) -> i32 {
         match self {
             StopReason::GuestPoweroff
             | StopReason::StopRequested
             | StopReason::ShutdownTimedOut { .. }
-            | StopReason::Signal { .. } => 0,
+            | StopReason::Signal { .. }
+            | StopReason::Migrated { .. } => 0,
+            StopReason::IncomingMigrationFailed { .. } => 1,
             StopReason::GuestReset => 2,
             StopReason::GuestCrashed { .. } | StopReason::VmmError { .. } => 3,
         }
@@ -75,6 +89,10 @@ impl std::fmt::Display for StopReason {
             StopReason::Signal { signal } => write!(f, "kiln-vmm received signal {signal}"),
             StopReason::GuestCrashed { detail } => write!(f, "the guest crashed: {detail}"),
             StopReason::VmmError { detail } => write!(f, "VMM error: {detail}"),
+            StopReason::Migrated { to } => write!(f, "the VM was migrated to {to}"),
+            StopReason::IncomingMigrationFailed { detail } => {
+                write!(f, "the incoming migration failed: {detail}")
+            }
         }
     }
 }

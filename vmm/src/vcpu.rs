@@ -2,7 +2,7 @@
 //! that gets a thread out of KVM_RUN.
 
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use kvm_bindings::CpuId;
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
@@ -117,13 +117,14 @@ fn set_lvt_mode(regs: &mut [std::os::raw::c_char], offset: usize, mode: u32) {
 }
 
 /// Create vCPU `id` and give it CPUID, LINT wiring and (for the boot vCPU) the entry state.
-/// Secondary vCPUs stay in wait-for-SIPI, as on real hardware.
+/// Secondary vCPUs stay in wait-for-SIPI, as on real hardware. Without `boot` (the target of
+/// a migration) the registers are left as KVM made them: the migrated state replaces them.
 pub fn create(
     vm: &VmFd,
     base_cpuid: &CpuId,
     id: u8,
     count: u8,
-    boot: &BootEntry,
+    boot: Option<&BootEntry>,
 ) -> Result<VcpuFd, VcpuError> {
     let err = |what| move |source| VcpuError::Ioctl { id, what, source };
     let vcpu = vm.create_vcpu(u64::from(id)).map_err(err("create"))?;
@@ -135,6 +136,9 @@ pub fn create(
     set_lvt_mode(&mut lapic.regs, APIC_LVT1, APIC_MODE_NMI);
     vcpu.set_lapic(&lapic).map_err(err("set the LAPIC"))?;
     set_boot_msrs(&vcpu, id)?;
+    let Some(boot) = boot else {
+        return Ok(vcpu);
+    };
     if id == 0 {
         vcpu.set_fpu(&boot::boot_fpu())
             .map_err(err("set FPU state"))?;
@@ -171,7 +175,7 @@ fn set_boot_msrs(vcpu: &VcpuFd, id: u8) -> Result<(), VcpuError> {
 }
 
 /// The vCPU thread: run until the VM stops.
-pub fn run(mut vcpu: VcpuFd, id: u8, shared: Arc<VmShared>) {
+pub fn run(fd: Arc<Mutex<VcpuFd>>, id: u8, shared: Arc<VmShared>) {
     let counters = shared.counters(id);
     // SAFETY: gettid has no preconditions.
     counters
@@ -179,6 +183,9 @@ pub fn run(mut vcpu: VcpuFd, id: u8, shared: Arc<VmShared>) {
         .store(unsafe { libc::gettid() }, Ordering::Relaxed);
     let devices = shared.devices();
     while shared.gate() == Gate::Run {
+        // Held only around KVM_RUN and the exit's handling: a paused vCPU's state is free
+        // for migration to read and write.
+        let mut vcpu = fd.lock().unwrap_or_else(|e| e.into_inner());
         let stop = match vcpu.run() {
             Ok(VcpuExit::IoIn(port, data)) => {
                 bump(&counters.io);
@@ -234,7 +241,9 @@ pub fn run(mut vcpu: VcpuFd, id: u8, shared: Arc<VmShared>) {
             break;
         }
     }
-    vcpu.set_kvm_immediate_exit(0);
+    fd.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .set_kvm_immediate_exit(0);
     shared.vcpu_exited();
 }
 

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{kvm_pit_config, KVM_PIT_SPEAKER_DUMMY};
-use kvm_ioctls::{Kvm, VmFd};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vmm_sys_util::signal::Killable;
 
 use crate::boot::{self, mptable, BootSource};
@@ -29,8 +29,9 @@ pub struct VmConfig {
     pub memory_mib: u64,
     /// vCPU count.
     pub vcpus: u8,
-    /// What to boot.
-    pub boot: BootSource,
+    /// What to boot; `None` for the target of an incoming migration (memory and vCPU state
+    /// arrive over the migration stream instead).
+    pub boot: Option<BootSource>,
     /// Start with the vCPUs held (resume to run).
     pub start_paused: bool,
     /// Console scroll-back in bytes.
@@ -99,6 +100,8 @@ pub enum Gate {
 
 struct Lifecycle {
     state: VmState,
+    /// Auto-converge: vCPUs are held in the gate while this is set (state stays Running).
+    throttled: bool,
     stop_reason: Option<StopReason>,
     /// vCPU threads waiting in the gate while paused.
     parked: usize,
@@ -118,8 +121,15 @@ pub struct VmShared {
     counters: Vec<Arc<VcpuCounters>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     memory: GuestMemory,
+    /// The vCPU fds. Each vCPU thread locks its own around KVM_RUN only, so migration can
+    /// read and write the state of a vCPU parked in the gate.
+    vcpus: Vec<Arc<Mutex<VcpuFd>>>,
+    /// MSRs a migration carries (KVM's list, filtered to the readable ones at start).
+    msr_indices: Vec<u32>,
+    /// Outgoing or incoming migration, if any (progress and last result).
+    migration: crate::migration::MigrationSlot,
     // Kept for the lifetime of the VM: the fds own the memory slots and vCPUs.
-    _vm: VmFd,
+    vm: VmFd,
     _kvm: Kvm,
 }
 
@@ -159,17 +169,37 @@ impl Vm {
             .map_err(kvm_err("create the in-kernel PIT"))?;
         memory::register(&vm, &memory)?;
 
-        let entry = config.boot.load(&memory)?;
-        mptable::write(&memory, usize::from(config.vcpus))?;
+        let entry = match &config.boot {
+            Some(boot) => {
+                let entry = boot.load(&memory)?;
+                mptable::write(&memory, usize::from(config.vcpus))?;
+                Some(entry)
+            }
+            None => None,
+        };
 
         let console = Console::new(config.scrollback_bytes, config.console_stdout);
         let devices = Devices::new(&vm, console.clone())?;
         let base_cpuid = cpuid::base(&kvm)?;
         let mut vcpus = Vec::new();
         for id in 0..config.vcpus {
-            vcpus.push(vcpu::create(&vm, &base_cpuid, id, config.vcpus, &entry)?);
+            vcpus.push(Arc::new(Mutex::new(vcpu::create(
+                &vm,
+                &base_cpuid,
+                id,
+                config.vcpus,
+                entry.as_ref(),
+            )?)));
         }
         vcpu::install_kick_handler()?;
+        // Probed once, before any vCPU runs, so that the stop-and-copy does not pay for it.
+        let msr_indices = match vcpus.first() {
+            Some(fd) => {
+                let fd = fd.lock().unwrap_or_else(|e| e.into_inner());
+                crate::migration::state::readable_msrs(&kvm, &fd).unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
 
         let state = if config.start_paused {
             VmState::Paused
@@ -181,6 +211,7 @@ impl Vm {
             config,
             lifecycle: Mutex::new(Lifecycle {
                 state,
+                throttled: false,
                 stop_reason: None,
                 parked: 0,
                 exited: 0,
@@ -192,7 +223,10 @@ impl Vm {
             console,
             threads: Mutex::new(Vec::new()),
             memory,
-            _vm: vm,
+            vcpus: vcpus.clone(),
+            msr_indices,
+            migration: Default::default(),
+            vm,
             _kvm: kvm,
         });
         for (id, fd) in vcpus.into_iter().enumerate() {
@@ -238,6 +272,56 @@ impl VmShared {
         &self.devices
     }
 
+    /// The KVM VM fd (irqchip, PIT, clock, dirty log).
+    pub(crate) fn vm_fd(&self) -> &VmFd {
+        &self.vm
+    }
+
+    /// Guest memory.
+    pub(crate) fn memory(&self) -> &GuestMemory {
+        &self.memory
+    }
+
+    /// The vCPU fds (lock one only while the VM is paused, or it waits for KVM_RUN to end).
+    pub(crate) fn vcpu_fds(&self) -> &[Arc<Mutex<VcpuFd>>] {
+        &self.vcpus
+    }
+
+    /// The MSRs a migration carries.
+    pub(crate) fn migratable_msrs(&self) -> &[u32] {
+        &self.msr_indices
+    }
+
+    /// How the VM was built.
+    pub fn config(&self) -> &VmConfig {
+        &self.config
+    }
+
+    /// The migration slot (progress, cancel flag, last result).
+    pub(crate) fn migration(&self) -> &crate::migration::MigrationSlot {
+        &self.migration
+    }
+
+    /// Auto-converge: hold (true) or release (false) the vCPUs without changing the power
+    /// state. Does not wait for the vCPUs to park.
+    pub(crate) fn set_throttle(&self, on: bool) {
+        let mut l = self.lock();
+        if l.throttled == on {
+            return;
+        }
+        l.throttled = on;
+        self.changed.notify_all();
+        drop(l);
+        if on {
+            self.kick_all();
+        }
+    }
+
+    /// True while the power state is Running.
+    pub fn is_running(&self) -> bool {
+        self.lock().state == VmState::Running
+    }
+
     /// The console hub.
     pub fn console(&self) -> &Console {
         &self.console
@@ -248,12 +332,13 @@ impl VmShared {
         let mut l = self.lock();
         loop {
             match l.state {
-                VmState::Running => return Gate::Run,
+                VmState::Running if !l.throttled => return Gate::Run,
                 VmState::Stopped => return Gate::Exit,
-                VmState::Paused => {
+                VmState::Running | VmState::Paused => {
                     l.parked += 1;
                     self.changed.notify_all();
-                    while l.state == VmState::Paused {
+                    while l.state == VmState::Paused || (l.state == VmState::Running && l.throttled)
+                    {
                         l = self.changed.wait(l).unwrap_or_else(|e| e.into_inner());
                     }
                     l.parked -= 1;
@@ -283,6 +368,7 @@ impl VmShared {
             protocol_version: PROTOCOL_VERSION,
             state: l.state,
             stop_reason: l.stop_reason.clone(),
+            migration: self.migration.snapshot().map(Box::new),
             vcpus: self.config.vcpus,
             memory_mib: self.config.memory_mib,
             uptime_ms: l.started.map_or(0, |s| s.elapsed().as_millis() as u64),
@@ -457,6 +543,7 @@ impl VmShared {
             vmm_overhead_bytes: rss_bytes.saturating_sub(guest_resident_bytes),
             last_pause_us,
             console_readers: self.console.readers(),
+            migration: self.migration.snapshot().map(Box::new),
         }
     }
 

@@ -76,7 +76,9 @@ impl From<VmError> for ApiError {
                 StatusCode::BAD_REQUEST
             }
             VmError::WrongState(_) => StatusCode::CONFLICT,
-            VmError::Image(ImageError::Missing { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            VmError::Image(ImageError::Missing { .. } | ImageError::Invalid { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             VmError::Image(ImageError::Io { .. })
             | VmError::StartFailed { .. }
             | VmError::Control { .. }

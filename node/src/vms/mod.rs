@@ -4,7 +4,8 @@
 //! checks ([`spec`]).
 //!
 //! ```text
-//! <data-dir>/images/<name>          bootable images (the test guest as kiln-test-guest)
+//! <data-dir>/images/<name>          a single-file PVH ELF image (the test guest as kiln-test-guest)
+//! <data-dir>/images/<name>/image.json  a Linux image: manifest, kernel and initrd (--image-dir)
 //! <data-dir>/vms/<vmid>/spec.json   the spec it was last started with
 //! <data-dir>/vms/<vmid>/control.sock  kiln-vmm's control socket (while it runs)
 //! <data-dir>/vms/<vmid>/vmm.log     kiln-vmm's output, one block per start

@@ -5,6 +5,7 @@
 //! status says how it ended (0 orderly, 1 start failure, 2 guest reset, 3 crash), and its last
 //! log line (`kiln-vmm: VM stopped: <reason>`) says why, also for VMs that are not our children.
 
+use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::process::ExitStatusExt;
@@ -12,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
 use kiln_node_client::wire::VmSpec;
+
+use super::images::BootImage;
 
 /// Line kiln-vmm writes to its stderr when its VM has stopped.
 const STOPPED_PREFIX: &str = "kiln-vmm: VM stopped: ";
@@ -53,7 +56,7 @@ pub fn spawn(
     vmm_bin: &Path,
     dir: &VmDir,
     spec: &VmSpec,
-    image: &Path,
+    image: &BootImage,
 ) -> io::Result<tokio::process::Child> {
     use std::io::Write;
     let mut log = fs::OpenOptions::new()
@@ -65,21 +68,10 @@ pub fn spawn(
         "{START_MARKER} for VM {} ({}) with {}",
         spec.vmid,
         spec.name,
-        image.display()
+        image.kernel().display()
     )?;
     let mut command = tokio::process::Command::new(vmm_bin);
-    command
-        .arg("--kernel")
-        .arg(image)
-        .arg("--control-socket")
-        .arg(dir.socket())
-        .arg("--memory-mib")
-        .arg(spec.memory_mib.to_string())
-        .arg("--vcpus")
-        .arg(spec.vcpus.to_string());
-    if let Some(cmdline) = &spec.cmdline {
-        command.arg("--cmdline").arg(cmdline);
-    }
+    command.args(vmm_args(dir, spec, image));
     command
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -90,6 +82,46 @@ pub fn spawn(
         // The VM outlives the agent: never kill it because a handle was dropped.
         .kill_on_drop(false);
     command.spawn()
+}
+
+/// kiln-vmm's arguments for `spec` booting `image`. A Linux image boots with
+/// `--boot linux --kernel --initrd` and the VM's own command line, else the image's.
+fn vmm_args(dir: &VmDir, spec: &VmSpec, image: &BootImage) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let cmdline = match image {
+        BootImage::Pvh(kernel) => {
+            args.extend(["--kernel".into(), kernel.into()]);
+            spec.cmdline.as_ref()
+        }
+        BootImage::Linux {
+            kernel,
+            initrd,
+            cmdline,
+            ..
+        } => {
+            args.extend([
+                "--boot".into(),
+                "linux".into(),
+                "--kernel".into(),
+                kernel.into(),
+                "--initrd".into(),
+                initrd.into(),
+            ]);
+            spec.cmdline.as_ref().or(cmdline.as_ref())
+        }
+    };
+    args.extend([
+        "--control-socket".into(),
+        dir.socket().into(),
+        "--memory-mib".into(),
+        spec.memory_mib.to_string().into(),
+        "--vcpus".into(),
+        spec.vcpus.to_string().into(),
+    ]);
+    if let Some(cmdline) = cmdline {
+        args.extend(["--cmdline".into(), cmdline.into()]);
+    }
+    args
 }
 
 /// What the agent had asked of a VM when its kiln-vmm ended.
@@ -199,6 +231,12 @@ fn from_logged(text: &str, requested: Option<Requested>) -> Outcome {
             Some(Requested::Stop) => stopped("stopped by request", false),
             _ => stopped(format!("kiln-vmm was stopped by signal {signal}"), false),
         };
+    }
+    if let Some(to) = text.strip_prefix("the VM was migrated to ") {
+        return stopped(format!("migrated to {to}"), false);
+    }
+    if let Some(detail) = text.strip_prefix("the incoming migration failed: ") {
+        return stopped(format!("incoming migration failed: {detail}"), true);
     }
     if let Some(detail) = text.strip_prefix("the guest crashed: ") {
         return stopped(format!("guest crashed: {detail}"), true);
@@ -378,6 +416,18 @@ mod tests {
                 s("kiln-vmm failed: KVM_RUN failed", true),
             ),
             (
+                code(0),
+                None,
+                Some("the VM was migrated to /run/kiln/target.sock"),
+                s("migrated to /run/kiln/target.sock", false),
+            ),
+            (
+                code(1),
+                None,
+                Some("the incoming migration failed: checksum mismatch"),
+                s("incoming migration failed: checksum mismatch", true),
+            ),
+            (
                 signal(9),
                 None,
                 None,
@@ -458,5 +508,47 @@ mod tests {
             ..me
         };
         assert!(!other.is_alive());
+    }
+
+    #[test]
+    fn linux_images_boot_with_their_initrd_and_the_vms_cmdline_first() {
+        let dir = VmDir {
+            path: PathBuf::from("/d/vms/101"),
+        };
+        let mut spec = VmSpec {
+            vmid: 101,
+            name: "linux".into(),
+            memory_mib: 256,
+            vcpus: 2,
+            image: "kiln-linux".into(),
+            cmdline: None,
+        };
+        let image = BootImage::Linux {
+            kernel: "/d/images/kiln-linux/kernel".into(),
+            initrd: "/d/images/kiln-linux/initrd".into(),
+            cmdline: Some("console=ttyS0".into()),
+            min_memory_mib: Some(256),
+        };
+        let text = |args: Vec<OsString>| {
+            args.iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            text(vmm_args(&dir, &spec, &image)),
+            "--boot linux --kernel /d/images/kiln-linux/kernel --initrd /d/images/kiln-linux/initrd \
+             --control-socket /d/vms/101/control.sock --memory-mib 256 --vcpus 2 \
+             --cmdline console=ttyS0"
+        );
+        spec.cmdline = Some("console=ttyS0 quiet".into());
+        assert!(text(vmm_args(&dir, &spec, &image)).ends_with("--cmdline console=ttyS0 quiet"));
+        let pvh = BootImage::Pvh("/d/images/kiln-test-guest".into());
+        spec.cmdline = None;
+        assert_eq!(
+            text(vmm_args(&dir, &spec, &pvh)),
+            "--kernel /d/images/kiln-test-guest --control-socket /d/vms/101/control.sock \
+             --memory-mib 256 --vcpus 2"
+        );
     }
 }

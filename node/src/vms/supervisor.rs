@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::control;
-use super::images::ImageStore;
+use super::images::{BootImage, ImageStore};
 use super::process::{self, Exit, Outcome, ProcessId, Requested, VmDir};
 use super::reattach::{scan, Found, FoundState};
 use super::spec::{check_spec, check_vmid, HostLimits};
@@ -858,9 +858,22 @@ async fn sample_stats(inner: std::sync::Weak<Inner>) {
     }
 }
 
-/// Resolves the image and lays out the VM's directory for a start. Blocking.
-fn prepare_start(images: &ImageStore, dir: &VmDir, spec: &VmSpec) -> Result<PathBuf, VmError> {
-    let image = images.path_of(&spec.image).map_err(VmError::Image)?;
+/// Resolves the image, checks the spec against it and lays out the VM's directory for a
+/// start. Blocking.
+fn prepare_start(images: &ImageStore, dir: &VmDir, spec: &VmSpec) -> Result<BootImage, VmError> {
+    let image = images.resolve(&spec.image).map_err(VmError::Image)?;
+    if let BootImage::Linux {
+        min_memory_mib: Some(min),
+        ..
+    } = image
+    {
+        if spec.memory_mib < min {
+            return Err(VmError::BadSpec(format!(
+                "image {} needs at least {min} MiB of memory; VM {} has {} MiB",
+                spec.image, spec.vmid, spec.memory_mib
+            )));
+        }
+    }
     std::fs::create_dir_all(&dir.path).map_err(|e| VmError::io("create", &dir.path, e))?;
     write_json(&dir.spec(), spec).map_err(|e| VmError::io("write", &dir.spec(), e))?;
     for stale in [dir.stopped(), dir.socket()] {

@@ -1,6 +1,7 @@
 //! Shared helpers of the kiln-node integration tests: a throw-away cluster CA, data
 //! directories written by hand, and real `kiln-node` processes killed on drop.
 
+use std::ffi::OsStr;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -118,6 +119,11 @@ impl Agent {
 
     /// Starts `kiln-node run` on an existing data directory, listening on `port`.
     pub fn run(data_dir: &Path, port: u16) -> Agent {
+        Agent::run_with_args(data_dir, port, &[])
+    }
+
+    /// Like [`Agent::run`], with more arguments for `kiln-node run`.
+    pub fn run_with_args(data_dir: &Path, port: u16, args: &[&OsStr]) -> Agent {
         let log = data_dir.join("agent.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_kiln-node"));
@@ -134,6 +140,7 @@ impl Agent {
             .arg(data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .args(args)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::protocol::{ApiError, Reply, Request, Response, VmStats, VmStatus};
+use super::protocol::{ApiError, MigrationStatus, Reply, Request, Response, VmStats, VmStatus};
 use crate::state::StopReason;
 
 /// Errors of the client.
@@ -135,6 +135,37 @@ impl ControlClient {
             Reply::Stats(s) => Ok(s),
             other => Err(ClientError::UnexpectedReply(Box::new(other))),
         }
+    }
+
+    fn expect_migration(&mut self, request: &Request) -> Result<MigrationStatus, ClientError> {
+        match self.request(request)? {
+            Reply::Migration(s) => Ok(*s),
+            other => Err(ClientError::UnexpectedReply(Box::new(other))),
+        }
+    }
+
+    /// `migrate_send`: start a live migration to `to`.
+    pub fn migrate_send(
+        &mut self,
+        to: &str,
+        downtime_ms: u64,
+        bwlimit_mib_s: Option<u64>,
+    ) -> Result<MigrationStatus, ClientError> {
+        self.expect_migration(&Request::MigrateSend {
+            to: to.to_string(),
+            downtime_ms,
+            bwlimit_mib_s,
+        })
+    }
+
+    /// `migrate_cancel`.
+    pub fn migrate_cancel(&mut self) -> Result<MigrationStatus, ClientError> {
+        self.expect_migration(&Request::MigrateCancel)
+    }
+
+    /// `migrate_status`; with `wait`, once the migration has ended.
+    pub fn migrate_status(&mut self, wait: bool) -> Result<MigrationStatus, ClientError> {
+        self.expect_migration(&Request::MigrateStatus { wait })
     }
 
     /// `console_attach`: the connection becomes the console stream.

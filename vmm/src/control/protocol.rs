@@ -45,6 +45,35 @@ pub enum Request {
     },
     /// Counters: vCPU time, exits, memory.
     Stats,
+    /// Live-migrate this VM to a `kiln-vmm --migrate-receive` listening at `to` (a Unix
+    /// socket path, or `host:port` for TCP). Replies at once with the migration's status;
+    /// follow it with `migrate_status` (or `status`/`stats`). On success the VM stops here
+    /// with the reason `migrated`; on any failure before the commit it keeps running here.
+    MigrateSend {
+        /// Where the target listens.
+        to: String,
+        /// Downtime budget for the stop-and-copy, in milliseconds.
+        #[serde(default = "default_downtime_ms")]
+        downtime_ms: u64,
+        /// Bandwidth cap in MiB/s (none: as fast as the stream goes).
+        #[serde(default)]
+        bwlimit_mib_s: Option<u64>,
+    },
+    /// Cancel an outgoing migration; the VM keeps running here, the target discards.
+    MigrateCancel,
+    /// The current (or last) migration; with `wait`, reply only once it has ended.
+    MigrateStatus {
+        /// Block until the migration completed, failed or was cancelled.
+        #[serde(default)]
+        wait: bool,
+    },
+}
+
+/// Default downtime budget of `migrate_send`.
+pub const DEFAULT_DOWNTIME_MS: u64 = 50;
+
+fn default_downtime_ms() -> u64 {
+    DEFAULT_DOWNTIME_MS
 }
 
 fn yes() -> bool {
@@ -79,6 +108,108 @@ pub enum Reply {
     },
     /// For `stats`.
     Stats(VmStats),
+    /// For `migrate_send`, `migrate_cancel` and `migrate_status`.
+    Migration(Box<MigrationStatus>),
+}
+
+/// Which side of a migration this VMM is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationRole {
+    /// Sending the VM away.
+    Outgoing,
+    /// Receiving it.
+    Incoming,
+}
+
+/// Where a migration is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationPhase {
+    /// Connecting, exchanging the header and config.
+    Connecting,
+    /// The first pass over all of guest memory.
+    FullPass,
+    /// Resending pages dirtied since the previous round.
+    DirtyRounds,
+    /// vCPUs paused: last pages and machine state.
+    StopAndCopy,
+    /// Target has all state; waiting for / sending the commit.
+    Committing,
+    /// The VM runs on the target.
+    Completed,
+    /// Failed before the commit: the VM runs on the source.
+    Failed,
+    /// Cancelled: the VM runs on the source.
+    Cancelled,
+}
+
+impl MigrationPhase {
+    /// The migration has ended one way or another.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            MigrationPhase::Completed | MigrationPhase::Failed | MigrationPhase::Cancelled
+        )
+    }
+}
+
+/// One pre-copy round (round 0 is the full pass; the last is the stop-and-copy).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationRound {
+    /// Round number.
+    pub round: u32,
+    /// Pages sent with their contents.
+    pub pages_sent: u64,
+    /// Pages sent as zero markers.
+    pub zero_pages: u64,
+    /// Bytes put on the stream (frames included).
+    pub bytes_sent: u64,
+    /// How long the round took, in microseconds.
+    pub duration_us: u64,
+    /// Pages the guest dirtied during the round (what the next round must send).
+    pub dirtied_pages: u64,
+    /// Guest dirty rate during the round, bytes/s.
+    pub dirty_rate_bytes_s: u64,
+    /// Stream throughput during the round, bytes/s.
+    pub throughput_bytes_s: u64,
+    /// Downtime expected if the stop-and-copy started after this round, microseconds.
+    pub expected_downtime_us: u64,
+    /// Share of each interval the vCPUs were held (auto-converge), percent.
+    pub throttle_percent: u8,
+}
+
+/// Progress and result of a migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationStatus {
+    /// Sending or receiving.
+    pub role: MigrationRole,
+    /// Where it is.
+    pub phase: MigrationPhase,
+    /// The other side (target address, or the source's peer address).
+    pub peer: String,
+    /// Downtime budget, ms.
+    pub downtime_budget_ms: u64,
+    /// Bandwidth cap, MiB/s.
+    pub bwlimit_mib_s: Option<u64>,
+    /// Guest memory size, bytes.
+    pub guest_memory_bytes: u64,
+    /// Rounds so far.
+    pub rounds: Vec<MigrationRound>,
+    /// Bytes sent (source) or received (target) so far.
+    pub bytes_transferred: u64,
+    /// Current auto-converge throttle, percent.
+    pub throttle_percent: u8,
+    /// Since the migration started, ms.
+    pub elapsed_ms: u64,
+    /// Total time of a completed migration, ms.
+    pub total_ms: Option<u64>,
+    /// Final downtime: vCPUs paused on the source → running on the target, microseconds.
+    pub downtime_us: Option<u64>,
+    /// Machine-state restore on the target, microseconds.
+    pub restore_us: Option<u64>,
+    /// Why it failed or was cancelled.
+    pub error: Option<String>,
 }
 
 /// Kinds of errors, for programs; the message is for people.
@@ -111,6 +242,9 @@ pub struct VmStatus {
     pub state: VmState,
     /// Set once stopped.
     pub stop_reason: Option<StopReason>,
+    /// The current or last migration, if any.
+    #[serde(default)]
+    pub migration: Option<Box<MigrationStatus>>,
     /// vCPUs.
     pub vcpus: u8,
     /// Guest memory.
@@ -180,6 +314,9 @@ pub struct VmStats {
     pub last_pause_us: Option<u64>,
     /// Console readers attached now.
     pub console_readers: usize,
+    /// The current or last migration, if any.
+    #[serde(default)]
+    pub migration: Option<Box<MigrationStatus>>,
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::protocol::{ApiError, ErrorKind, Reply, Request, Response};
+use crate::migration::{send, MigrationError};
 use crate::state::StopReason;
 use crate::vm::{VmError, VmShared};
 
@@ -147,8 +148,64 @@ enum Next {
     },
 }
 
-fn handle(vm: &VmShared, request: Request) -> Next {
+fn migration_reply(result: Result<crate::protocol::MigrationStatus, MigrationError>) -> Response {
+    match result {
+        Ok(status) => Response::Ok(Reply::Migration(Box::new(status))),
+        Err(e) => Response::Error(ApiError {
+            kind: match e {
+                MigrationError::AlreadyRunning | MigrationError::NotRunning(_) => {
+                    ErrorKind::InvalidState
+                }
+                _ => ErrorKind::Internal,
+            },
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn no_migration() -> Response {
+    Response::Error(ApiError {
+        kind: ErrorKind::InvalidState,
+        message: "no migration is in progress on this VM; start one with migrate_send".into(),
+    })
+}
+
+/// How long `migrate_status` with `wait` blocks at most.
+const MIGRATION_WAIT: Duration = Duration::from_secs(3600);
+
+fn handle(vm: &Arc<VmShared>, request: Request) -> Next {
     let result = match request {
+        Request::MigrateSend {
+            to,
+            downtime_ms,
+            bwlimit_mib_s,
+        } => {
+            return Next::Reply(migration_reply(send::start(
+                vm.clone(),
+                send::SendOptions {
+                    to,
+                    downtime_ms,
+                    bwlimit_mib_s,
+                },
+            )))
+        }
+        Request::MigrateCancel => {
+            return Next::Reply(match vm.migration().request_cancel() {
+                Some(status) => Response::Ok(Reply::Migration(Box::new(status))),
+                None => no_migration(),
+            })
+        }
+        Request::MigrateStatus { wait } => {
+            let status = if wait {
+                vm.migration().wait_final(MIGRATION_WAIT)
+            } else {
+                vm.migration().snapshot()
+            };
+            return Next::Reply(match status {
+                Some(status) => Response::Ok(Reply::Migration(Box::new(status))),
+                None => no_migration(),
+            });
+        }
         Request::ConsoleAttach { replay } => return Next::Console { replay },
         Request::Status => Ok(Reply::Status(vm.status())),
         Request::Pause => vm.pause().map(Reply::Status),

@@ -53,6 +53,13 @@ impl IrqLine {
         Ok(IrqLine { evt })
     }
 
+    /// A second handle on the same line.
+    pub fn try_clone(&self) -> std::io::Result<Self> {
+        Ok(IrqLine {
+            evt: self.evt.try_clone()?,
+        })
+    }
+
     /// Raise the interrupt.
     pub fn trigger(&self) -> std::io::Result<()> {
         self.evt.write(1)
@@ -122,6 +129,19 @@ impl Devices {
     /// Console input for the guest.
     pub fn serial_input(&self, bytes: &[u8]) {
         self.serial().enqueue_input(bytes);
+    }
+
+    /// COM1's state, for migration.
+    pub fn serial_state(&self) -> crate::migration::state::SerialState {
+        self.serial().state()
+    }
+
+    /// Restore COM1 from a migrated state.
+    pub fn restore_serial(
+        &self,
+        state: &crate::migration::state::SerialState,
+    ) -> std::io::Result<()> {
+        self.serial().restore(state)
     }
 
     /// Press the power button (the guest is asked to shut down).

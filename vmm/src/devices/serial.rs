@@ -9,6 +9,7 @@ use vm_superio::{Serial, Trigger};
 
 use super::IrqLine;
 use crate::console::{Console, ConsoleWriter};
+use crate::migration::state::SerialState;
 
 /// COM1's ports.
 pub const COM1_PORTS: RangeInclusive<u16> = 0x3f8..=0x3ff;
@@ -30,6 +31,7 @@ impl Trigger for IrqLine {
 pub struct SerialDevice {
     uart: Serial<IrqLine, vm_superio::serial::NoEvents, ConsoleWriter>,
     pending: VecDeque<u8>,
+    console: Console,
 }
 
 impl SerialDevice {
@@ -38,7 +40,48 @@ impl SerialDevice {
         SerialDevice {
             uart: Serial::new(irq, console.writer()),
             pending: VecDeque::new(),
+            console,
         }
+    }
+
+    /// Registers, FIFO and queued input, for migration.
+    pub fn state(&self) -> SerialState {
+        let s = self.uart.state();
+        SerialState {
+            baud_divisor_low: s.baud_divisor_low,
+            baud_divisor_high: s.baud_divisor_high,
+            interrupt_enable: s.interrupt_enable,
+            interrupt_identification: s.interrupt_identification,
+            line_control: s.line_control,
+            line_status: s.line_status,
+            modem_control: s.modem_control,
+            modem_status: s.modem_status,
+            scratch: s.scratch,
+            in_buffer: s.in_buffer,
+            pending_input: self.pending.iter().copied().collect(),
+        }
+    }
+
+    /// Replace the UART's state with a migrated one (re-raising a pending interrupt).
+    pub fn restore(&mut self, state: &SerialState) -> std::io::Result<()> {
+        let s = vm_superio::serial::SerialState {
+            baud_divisor_low: state.baud_divisor_low,
+            baud_divisor_high: state.baud_divisor_high,
+            interrupt_enable: state.interrupt_enable,
+            interrupt_identification: state.interrupt_identification,
+            line_control: state.line_control,
+            line_status: state.line_status,
+            modem_control: state.modem_control,
+            modem_status: state.modem_status,
+            scratch: state.scratch,
+            in_buffer: state.in_buffer.clone(),
+        };
+        let irq = self.uart.interrupt_evt().try_clone()?;
+        self.uart =
+            Serial::from_state(&s, irq, vm_superio::serial::NoEvents, self.console.writer())
+                .map_err(|e| std::io::Error::other(format!("cannot restore the 16550: {e:?}")))?;
+        self.pending = state.pending_input.iter().copied().collect();
+        Ok(())
     }
 
     /// Guest read of register `offset`.

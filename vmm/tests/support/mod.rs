@@ -88,7 +88,12 @@ impl TestVm {
             .arg("--control-socket")
             .arg(&socket)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            // KILN_TEST_STDERR=inherit shows kiln-vmm's messages while debugging a test.
+            .stderr(if std::env::var_os("KILN_TEST_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::piped()
+            })
             .spawn()
             .expect("spawn kiln-vmm");
         let mut vm = TestVm {

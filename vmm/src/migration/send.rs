@@ -1,0 +1,739 @@
+//! The source side: pre-copy with dirty rounds, auto-converge, stop-and-copy, commit.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vm_memory::{Bytes, GuestAddress};
+
+use super::dirty::{DirtyLog, PageSet};
+use super::protocol::{
+    self as wire, AbortReason, FrameKind, MigrationConfig, RecordKind, ResumeReport, PAGE_SIZE,
+};
+use super::transport::{self, MigrationStream};
+use super::{final_phase, state, MigrationError};
+use crate::control::protocol::{MigrationPhase, MigrationRole, MigrationRound, MigrationStatus};
+use crate::state::StopReason;
+use crate::vm::VmShared;
+
+/// What `migrate_send` asks for.
+#[derive(Debug, Clone)]
+pub struct SendOptions {
+    /// Target address (Unix socket path or host:port).
+    pub to: String,
+    /// Downtime budget.
+    pub downtime_ms: u64,
+    /// Bandwidth cap, MiB/s.
+    pub bwlimit_mib_s: Option<u64>,
+}
+
+/// Pages per Memory frame (1 MiB of data).
+const PAGES_PER_FRAME: usize = 256;
+/// Fixed cost of the stop-and-copy besides the pages: pause, state, handshake, resume.
+const FIXED_DOWNTIME: Duration = Duration::from_millis(2);
+/// A round after which the guest has dirtied more than this share of what the round sent
+/// does not converge (QEMU's auto-converge uses the same 50 %).
+const CONVERGENCE: f64 = 0.5;
+/// Non-converging rounds before the throttle steps up.
+const ROUNDS_BEFORE_THROTTLE: u32 = 1;
+/// Auto-converge: first step, increment and ceiling of the throttle (percent).
+const THROTTLE_INITIAL: u8 = 20;
+const THROTTLE_STEP: u8 = 10;
+const THROTTLE_MAX: u8 = 99;
+/// Auto-converge: the vCPUs run for this slice, then are held for
+/// `slice × throttle / (100 − throttle)` (as QEMU does: at 99 % they run 10 ms a second).
+/// A long hold matters: a guest whose work follows its timer (like the test guest's
+/// `dirty`) is only slowed when whole timer periods pass without it running.
+const THROTTLE_RUN_SLICE: Duration = Duration::from_millis(10);
+/// Rounds at the maximum throttle before the stop-and-copy is forced (over budget).
+const MAX_ROUNDS_AT_MAX_THROTTLE: u32 = 5;
+/// Link speed assumed before a round has measured one (bytes/s).
+const ASSUMED_THROUGHPUT: f64 = (1u64 << 30) as f64;
+/// Hard cap on rounds.
+const MAX_ROUNDS: u32 = 500;
+
+/// Start an outgoing migration on its own thread; returns its first status.
+pub fn start(vm: Arc<VmShared>, opts: SendOptions) -> Result<MigrationStatus, MigrationError> {
+    if !vm.is_running() {
+        return Err(MigrationError::NotRunning(
+            "paused or stopped (resume it first)",
+        ));
+    }
+    let status = MigrationStatus {
+        role: MigrationRole::Outgoing,
+        phase: MigrationPhase::Connecting,
+        peer: opts.to.clone(),
+        downtime_budget_ms: opts.downtime_ms,
+        bwlimit_mib_s: opts.bwlimit_mib_s,
+        guest_memory_bytes: crate::memory::size(vm.memory()),
+        rounds: Vec::new(),
+        bytes_transferred: 0,
+        throttle_percent: 0,
+        elapsed_ms: 0,
+        total_ms: None,
+        downtime_us: None,
+        restore_us: None,
+        error: None,
+    };
+    vm.migration().begin(status.clone())?;
+    let thread_vm = vm.clone();
+    std::thread::Builder::new()
+        .name("migrate-send".into())
+        .spawn(move || run(&thread_vm, &opts))
+        .map_err(|e| {
+            vm.migration().update(|s| {
+                s.phase = MigrationPhase::Failed;
+                s.error = Some("cannot start the migration thread".into());
+            });
+            MigrationError::Spawn(e)
+        })?;
+    Ok(status)
+}
+
+/// The migration thread: run, then settle the VM's fate.
+fn run(vm: &Arc<VmShared>, opts: &SendOptions) {
+    let t0 = Instant::now();
+    let mut source = Source {
+        vm,
+        opts,
+        paused_by_us: false,
+        committed: false,
+        bytes: 0,
+        limiter: RateLimiter::new(opts.bwlimit_mib_s),
+    };
+    let throttle = Throttle::start(vm.clone());
+    let result = source.migrate(&throttle);
+    throttle.stop();
+    match result {
+        Ok(downtime) => {
+            vm.migration().update(|s| {
+                s.phase = MigrationPhase::Completed;
+                s.total_ms = Some(t0.elapsed().as_millis() as u64);
+                s.downtime_us = Some(downtime.downtime.as_micros() as u64);
+                s.restore_us = downtime.report.as_ref().map(|r| r.restore_us);
+                s.throttle_percent = 0;
+                s.error = downtime.warning.clone();
+            });
+            eprintln!(
+                "kiln-vmm: migrated to {} in {} ms, downtime {} us",
+                opts.to,
+                t0.elapsed().as_millis(),
+                downtime.downtime.as_micros()
+            );
+            vm.request_stop(StopReason::Migrated {
+                to: opts.to.clone(),
+            });
+        }
+        Err(e) => {
+            // Before the commit the VM is ours: make sure it runs here.
+            if source.paused_by_us {
+                if let Err(resume) = vm.resume() {
+                    eprintln!("kiln-vmm: cannot resume the VM after a failed migration: {resume}");
+                }
+            }
+            let message = error_chain(&e);
+            eprintln!("kiln-vmm: migration to {} failed: {message}", opts.to);
+            vm.migration().update(|s| {
+                s.phase = final_phase(&e);
+                s.throttle_percent = 0;
+                s.error = Some(message);
+            });
+        }
+    }
+}
+
+/// The error and its sources, joined.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+struct Completed {
+    downtime: Duration,
+    report: Option<ResumeReport>,
+    warning: Option<String>,
+}
+
+struct Source<'a> {
+    vm: &'a Arc<VmShared>,
+    opts: &'a SendOptions,
+    paused_by_us: bool,
+    committed: bool,
+    bytes: u64,
+    limiter: RateLimiter,
+}
+
+/// Result of sending a set of pages.
+#[derive(Default)]
+struct Sent {
+    pages: u64,
+    zero: u64,
+    bytes: u64,
+}
+
+impl Source<'_> {
+    fn migrate(&mut self, throttle: &Throttle) -> Result<Completed, MigrationError> {
+        let mut stream =
+            transport::connect(&self.opts.to).map_err(|source| MigrationError::Connect {
+                to: self.opts.to.clone(),
+                source,
+            })?;
+        let result = self.migrate_on(&mut stream, throttle);
+        if let Err(e) = &result {
+            if !self.committed {
+                // Tell the target to discard (best effort: it may be what failed).
+                let _ = wire::write_json(
+                    &mut stream,
+                    FrameKind::Abort,
+                    &AbortReason {
+                        message: e.to_string(),
+                    },
+                );
+            }
+        }
+        result
+    }
+
+    fn migrate_on(
+        &mut self,
+        stream: &mut Box<dyn MigrationStream>,
+        throttle: &Throttle,
+    ) -> Result<Completed, MigrationError> {
+        let vm = self.vm;
+        let config = vm.config();
+        let mig_config = MigrationConfig {
+            memory_mib: config.memory_mib,
+            ram_ranges: crate::memory::ram_ranges(config.memory_mib << 20)
+                .into_iter()
+                .map(|(a, l)| (a.0, l))
+                .collect(),
+            vcpus: config.vcpus,
+            boot_image: config
+                .boot
+                .as_ref()
+                .map(|b| b.kernel().display().to_string()),
+            vmm_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        wire::write_header(stream).map_err(MigrationError::stream("the header"))?;
+        self.bytes += wire::write_json(stream, FrameKind::Config, &mig_config)
+            .map_err(MigrationError::stream("the config"))?;
+        let reply = wire::read_frame(stream).map_err(MigrationError::stream("the config reply"))?;
+        match reply.kind {
+            FrameKind::Accept => {}
+            FrameKind::Refuse | FrameKind::Abort => {
+                let r: AbortReason = reply
+                    .json("refusal")
+                    .map_err(MigrationError::stream("the config reply"))?;
+                return Err(MigrationError::Refused(r.message));
+            }
+            got => {
+                return Err(MigrationError::Unexpected {
+                    expected: "Accept",
+                    got,
+                })
+            }
+        }
+
+        let log = DirtyLog::start(vm)?;
+        // Round 0: everything.
+        vm.migration()
+            .update(|s| s.phase = MigrationPhase::FullPass);
+        let budget = Duration::from_millis(self.opts.downtime_ms);
+        let mut pending = PageSet::all(vm);
+        let mut round = 0u32;
+        // bytes/s; until a round has moved enough data to measure, assume a local link.
+        let mut throughput = ASSUMED_THROUGHPUT;
+        let mut non_converging = 0u32;
+        let mut rounds_at_max = 0u32;
+        let mut forced = None;
+        loop {
+            let n = pending.count();
+            let started = Instant::now();
+            let sent = self.send_pages(stream, &pending, "a pre-copy round")?;
+            let took = started.elapsed();
+            let dirtied = log.fetch()?;
+            let dirtied_n = dirtied.count();
+            if sent.bytes >= 4 << 20 {
+                throughput = sent.bytes as f64 / took.as_secs_f64().max(1e-6);
+            }
+            let link = match self.opts.bwlimit_mib_s {
+                Some(l) => throughput.min((l << 20) as f64),
+                None => throughput,
+            }
+            .max(1.0);
+            let expected = FIXED_DOWNTIME
+                + Duration::from_secs_f64(dirtied_n as f64 * PAGE_SIZE as f64 / link);
+            let stats = MigrationRound {
+                round,
+                pages_sent: sent.pages,
+                zero_pages: sent.zero,
+                bytes_sent: sent.bytes,
+                duration_us: took.as_micros() as u64,
+                dirtied_pages: dirtied_n,
+                dirty_rate_bytes_s: (dirtied_n as f64 * PAGE_SIZE as f64
+                    / took.as_secs_f64().max(1e-6)) as u64,
+                throughput_bytes_s: (sent.bytes as f64 / took.as_secs_f64().max(1e-6)) as u64,
+                expected_downtime_us: expected.as_micros() as u64,
+                throttle_percent: throttle.percent(),
+            };
+            let total = self.bytes;
+            vm.migration().update(|s| {
+                s.rounds.push(stats);
+                s.bytes_transferred = total;
+                s.phase = MigrationPhase::DirtyRounds;
+            });
+            pending = dirtied;
+            round += 1;
+            if expected <= budget {
+                break;
+            }
+            // Convergence: each round should leave clearly less behind than it sent.
+            if round > 1 && dirtied_n as f64 > n as f64 * CONVERGENCE {
+                non_converging += 1;
+            } else {
+                non_converging = 0;
+            }
+            if throttle.percent() >= THROTTLE_MAX {
+                rounds_at_max += 1;
+            }
+            if rounds_at_max >= MAX_ROUNDS_AT_MAX_THROTTLE || round >= MAX_ROUNDS {
+                forced = Some(format!(
+                    "pre-copy did not converge after {round} rounds (throttle {}%); the \
+                     stop-and-copy exceeded the {} ms downtime budget",
+                    throttle.percent(),
+                    self.opts.downtime_ms
+                ));
+                break;
+            }
+            if non_converging >= ROUNDS_BEFORE_THROTTLE {
+                non_converging = 0;
+                let next = match throttle.percent() {
+                    0 => THROTTLE_INITIAL,
+                    p => p.saturating_add(THROTTLE_STEP).min(THROTTLE_MAX),
+                };
+                throttle.set(next);
+                vm.migration().update(|s| s.throttle_percent = next);
+            }
+        }
+
+        // Stop-and-copy. The target first finishes pre-faulting its memory, so the last
+        // pages land in populated memory.
+        self.bytes += wire::write_frame(stream, FrameKind::PrecopyDone, &[])
+            .map_err(MigrationError::stream("the end of pre-copy"))?;
+        self.expect(stream, FrameKind::Prefaulted, "Prefaulted")?;
+        self.check_cancel()?;
+        vm.migration()
+            .update(|s| s.phase = MigrationPhase::StopAndCopy);
+        let paused_at = Instant::now();
+        self.paused_by_us = true;
+        vm.pause().map_err(|e| MigrationError::Vm {
+            what: "pause",
+            source: Box::new(e),
+        })?;
+        // Only now release the throttle: released first, a throttled guest would catch up
+        // on its timer and dirty a burst of pages just before the pause.
+        throttle.stop_now();
+        let started = Instant::now();
+        let mut last = log.fetch()?;
+        last.union(&pending);
+        let sent = self.send_pages(stream, &last, "the stop-and-copy")?;
+        let t_pages = started.elapsed();
+        let machine = state::capture(vm, vm.migratable_msrs())?;
+        let state_bytes = wire::write_json(stream, FrameKind::State, &machine)
+            .map_err(MigrationError::stream("the machine state"))?;
+        self.bytes += state_bytes;
+        let t_state = started.elapsed();
+        self.expect(stream, FrameKind::StateReceived, "StateReceived")?;
+        let took = started.elapsed();
+        if std::env::var_os("KILN_MIGRATION_TRACE").is_some() {
+            eprintln!(
+                "kiln-vmm: stop-and-copy: pause {} us, pages {} us, state {} us, ack {} us",
+                (started - paused_at).as_micros(),
+                t_pages.as_micros(),
+                (t_state - t_pages).as_micros(),
+                (took - t_state).as_micros()
+            );
+        }
+        let total = self.bytes;
+        vm.migration().update(|s| {
+            s.rounds.push(MigrationRound {
+                round,
+                pages_sent: sent.pages,
+                zero_pages: sent.zero,
+                bytes_sent: sent.bytes + state_bytes,
+                duration_us: took.as_micros() as u64,
+                dirtied_pages: 0,
+                dirty_rate_bytes_s: 0,
+                throughput_bytes_s: ((sent.bytes + state_bytes) as f64
+                    / took.as_secs_f64().max(1e-6)) as u64,
+                expected_downtime_us: 0,
+                throttle_percent: 100,
+            });
+            s.bytes_transferred = total;
+            s.phase = MigrationPhase::Committing;
+        });
+        // The target has everything and the VM is paused here. This is where the server
+        // will record the new owner; until then a cancel still wins.
+        self.check_cancel()?;
+        self.bytes += wire::write_frame(stream, FrameKind::Commit, &[])
+            .map_err(MigrationError::stream("the commit"))?;
+        // From here on the VM belongs to the target: never resume it here.
+        self.committed = true;
+        let (report, warning) = match wire::read_frame(stream) {
+            Ok(f) if f.kind == FrameKind::Resumed => {
+                (f.json::<ResumeReport>("resume report").ok(), None)
+            }
+            Ok(f) => (
+                None,
+                Some(format!(
+                    "the target answered the commit with {:?} instead of Resumed",
+                    f.kind
+                )),
+            ),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "the target did not confirm the resume ({e}); the VM is committed to it"
+                )),
+            ),
+        };
+        let downtime = paused_at.elapsed();
+        Ok(Completed {
+            downtime,
+            report,
+            warning: warning.or(forced),
+        })
+    }
+
+    fn check_cancel(&self) -> Result<(), MigrationError> {
+        if self.vm.migration().cancelled() {
+            Err(MigrationError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn expect(
+        &mut self,
+        stream: &mut Box<dyn MigrationStream>,
+        kind: FrameKind,
+        name: &'static str,
+    ) -> Result<(), MigrationError> {
+        let f = wire::read_frame(stream).map_err(MigrationError::stream(name))?;
+        if f.kind == kind {
+            return Ok(());
+        }
+        if f.kind == FrameKind::Abort || f.kind == FrameKind::Refuse {
+            let r: AbortReason = f.json("abort").map_err(MigrationError::stream(name))?;
+            return Err(MigrationError::PeerAborted(r.message));
+        }
+        Err(MigrationError::Unexpected {
+            expected: name,
+            got: f.kind,
+        })
+    }
+
+    /// Send a set of pages as Memory frames: zero pages as markers, runs of data pages as
+    /// records. Checks for a cancel between frames.
+    fn send_pages(
+        &mut self,
+        stream: &mut Box<dyn MigrationStream>,
+        set: &PageSet,
+        during: &'static str,
+    ) -> Result<Sent, MigrationError> {
+        let mem = self.vm.memory();
+        let mut sent = Sent::default();
+        let mut frame = FrameBuilder::default();
+        let mut page = vec![0u8; PAGE_SIZE as usize];
+        let untouched = Untouched::new(mem);
+        for gpa in set.addresses() {
+            let known_zero = untouched.is_untouched(gpa);
+            if !known_zero {
+                mem.read_slice(&mut page, GuestAddress(gpa)).map_err(|e| {
+                    MigrationError::Memory(format!("cannot read guest page {gpa:#x}: {e}"))
+                })?;
+            }
+            if frame.add(gpa, (!known_zero).then_some(&page[..])) {
+                sent.zero += 1;
+            } else {
+                sent.pages += 1;
+            }
+            if frame.pages >= PAGES_PER_FRAME {
+                sent.bytes += self.flush(stream, &mut frame, during)?;
+            }
+        }
+        if frame.pages > 0 {
+            sent.bytes += self.flush(stream, &mut frame, during)?;
+        }
+        Ok(sent)
+    }
+
+    fn flush(
+        &mut self,
+        stream: &mut Box<dyn MigrationStream>,
+        frame: &mut FrameBuilder,
+        during: &'static str,
+    ) -> Result<u64, MigrationError> {
+        self.check_cancel()?;
+        let payload = frame.finish();
+        let n = wire::write_frame(stream, FrameKind::Memory, payload)
+            .map_err(MigrationError::stream(during))?;
+        frame.clear();
+        self.bytes += n;
+        let total = self.bytes;
+        self.vm.migration().update(|s| s.bytes_transferred = total);
+        self.limiter.account(n);
+        Ok(n)
+    }
+}
+
+/// Pages that were never touched (neither present nor swapped, per /proc/self/pagemap) read
+/// as zero: they go as zero markers without reading them, which would fault them in. An
+/// idle guest's full pass then costs almost nothing. Without pagemap every page is read.
+/// (Valid for private anonymous guest memory, as [`crate::memory::create`] maps it; file or
+/// shared-memory backing would need another test.)
+struct Untouched {
+    /// Per memory region: guest start, present-or-swapped flag per page.
+    regions: Vec<(u64, Vec<bool>)>,
+}
+
+impl Untouched {
+    fn new(mem: &crate::memory::GuestMemory) -> Untouched {
+        use std::io::{Read, Seek, SeekFrom};
+        use vm_memory::{Address, GuestMemoryBackend as _, GuestMemoryRegion};
+        let mut regions = Vec::new();
+        let Ok(mut pagemap) = std::fs::File::open("/proc/self/pagemap") else {
+            return Untouched { regions };
+        };
+        for r in mem.iter() {
+            let Ok(host) = r.get_host_address(vm_memory::MemoryRegionAddress(0)) else {
+                continue;
+            };
+            let host = host as u64;
+            let pages = (r.len() / PAGE_SIZE) as usize;
+            let mut raw = vec![0u8; pages * 8];
+            let ok = pagemap
+                .seek(SeekFrom::Start(host / PAGE_SIZE * 8))
+                .and_then(|_| pagemap.read_exact(&mut raw));
+            if ok.is_err() {
+                continue;
+            }
+            let touched = raw
+                .chunks_exact(8)
+                .map(|e| {
+                    let v = u64::from_le_bytes(e.try_into().unwrap_or([0xff; 8]));
+                    v & (0b11 << 62) != 0 // present or swapped
+                })
+                .collect();
+            regions.push((r.start_addr().raw_value(), touched));
+        }
+        Untouched { regions }
+    }
+
+    fn is_untouched(&self, gpa: u64) -> bool {
+        self.regions.iter().any(|(start, touched)| {
+            gpa >= *start
+                && touched
+                    .get(((gpa - start) / PAGE_SIZE) as usize)
+                    .is_some_and(|t| !t)
+        })
+    }
+}
+
+/// Builds one Memory payload, merging neighbouring pages of one kind into a record.
+#[derive(Default)]
+struct FrameBuilder {
+    payload: Vec<u8>,
+    /// Open record: header offset, next address, kind, pages.
+    open: Option<(usize, u64, RecordKind, u32)>,
+    pages: usize,
+}
+
+fn is_zero(page: &[u8]) -> bool {
+    page.chunks_exact(16)
+        .all(|c| u128::from_ne_bytes(c.try_into().unwrap_or([1; 16])) == 0)
+}
+
+impl FrameBuilder {
+    /// Add a page (`None`: known to be zero); true if it went as a zero marker.
+    fn add(&mut self, gpa: u64, page: Option<&[u8]>) -> bool {
+        let data = page.filter(|p| !is_zero(p));
+        let kind = if data.is_some() {
+            RecordKind::Data
+        } else {
+            RecordKind::Zero
+        };
+        match &mut self.open {
+            Some((_, next, k, count)) if *next == gpa && *k == kind => {
+                *next += PAGE_SIZE;
+                *count += 1;
+            }
+            _ => {
+                self.close();
+                let at = self.payload.len();
+                wire::push_record(&mut self.payload, gpa, 0, kind);
+                self.open = Some((at, gpa + PAGE_SIZE, kind, 1));
+            }
+        }
+        if let Some(data) = data {
+            self.payload.extend_from_slice(data);
+        }
+        self.pages += 1;
+        kind == RecordKind::Zero
+    }
+
+    fn close(&mut self) {
+        if let Some((at, _, _, count)) = self.open.take() {
+            self.payload[at + 8..at + 12].copy_from_slice(&count.to_le_bytes());
+        }
+    }
+
+    fn finish(&mut self) -> &[u8] {
+        self.close();
+        &self.payload
+    }
+
+    fn clear(&mut self) {
+        self.payload.clear();
+        self.open = None;
+        self.pages = 0;
+    }
+}
+
+/// `bwlimit`: sleeps so that the bytes sent never run ahead of the cap.
+struct RateLimiter {
+    bytes_per_s: Option<f64>,
+    start: Instant,
+    sent: u64,
+}
+
+impl RateLimiter {
+    fn new(mib_s: Option<u64>) -> Self {
+        RateLimiter {
+            bytes_per_s: mib_s.filter(|m| *m > 0).map(|m| (m << 20) as f64),
+            start: Instant::now(),
+            sent: 0,
+        }
+    }
+
+    fn account(&mut self, bytes: u64) {
+        let Some(rate) = self.bytes_per_s else {
+            return;
+        };
+        self.sent += bytes;
+        let due = Duration::from_secs_f64(self.sent as f64 / rate);
+        let elapsed = self.start.elapsed();
+        if due > elapsed {
+            std::thread::sleep(due - elapsed);
+        }
+    }
+}
+
+/// Auto-converge: a thread that holds the vCPUs for `percent` of every period.
+struct Throttle {
+    percent: Arc<AtomicU8>,
+    stop: Arc<AtomicBool>,
+    handle: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    vm: Arc<VmShared>,
+}
+
+impl Throttle {
+    fn start(vm: Arc<VmShared>) -> Throttle {
+        let percent = Arc::new(AtomicU8::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s, v) = (percent.clone(), stop.clone(), vm.clone());
+        let handle = std::thread::Builder::new()
+            .name("migrate-throttle".into())
+            .spawn(move || {
+                while !s.load(Ordering::SeqCst) {
+                    let pct = u32::from(p.load(Ordering::SeqCst));
+                    if pct == 0 {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                    v.set_throttle(true);
+                    let hold = THROTTLE_RUN_SLICE * pct / (100 - pct).max(1);
+                    // Sleep in steps so that a stop is not delayed by a long hold.
+                    let until = Instant::now() + hold;
+                    while Instant::now() < until && !s.load(Ordering::SeqCst) {
+                        std::thread::sleep((until - Instant::now()).min(Duration::from_millis(5)));
+                    }
+                    v.set_throttle(false);
+                    std::thread::sleep(THROTTLE_RUN_SLICE);
+                }
+                v.set_throttle(false);
+            })
+            .ok();
+        Throttle {
+            percent,
+            stop,
+            handle: std::sync::Mutex::new(handle),
+            vm,
+        }
+    }
+
+    fn percent(&self) -> u8 {
+        self.percent.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, percent: u8) {
+        self.percent.store(percent, Ordering::SeqCst);
+    }
+
+    /// End the thread and release the vCPUs.
+    fn stop_now(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        self.vm.set_throttle(false);
+    }
+
+    fn stop(self) {
+        self.stop_now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_builder_merges_runs_and_marks_zero_pages() {
+        let mut b = FrameBuilder::default();
+        let data = [1u8; 4096];
+        let zero = [0u8; 4096];
+        assert!(!b.add(0x1000, Some(&data)));
+        assert!(!b.add(0x2000, Some(&data)));
+        assert!(b.add(0x3000, Some(&zero)));
+        assert!(b.add(0x4000, None));
+        assert!(!b.add(0x9000, Some(&data)));
+        let recs = wire::parse_records(b.finish()).expect("parses");
+        assert_eq!(recs.len(), 3);
+        assert_eq!((recs[0].gpa, recs[0].pages), (0x1000, 2));
+        assert_eq!(recs[0].data.map(|d| d.len()), Some(8192));
+        assert_eq!(
+            (recs[1].gpa, recs[1].pages, recs[1].data),
+            (0x3000, 2, None)
+        );
+        assert_eq!((recs[2].gpa, recs[2].pages), (0x9000, 1));
+    }
+
+    #[test]
+    fn rate_limiter_holds_the_cap() {
+        let mut l = RateLimiter::new(Some(100));
+        let t = Instant::now();
+        for _ in 0..10 {
+            l.account(1 << 20);
+        }
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(95), "{took:?}");
+    }
+}
