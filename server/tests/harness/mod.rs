@@ -389,7 +389,9 @@ impl Api {
                 ))
                 .await;
             assert_eq!(code, 200, "{body}");
-            if body["data"]["qmpstatus"] == state {
+            // A VM still starting is reported running without a pid yet: wait for the pid.
+            let settled = state != "running" || body["data"]["pid"].is_u64();
+            if body["data"]["qmpstatus"] == state && settled {
                 return body["data"].clone();
             }
             assert!(Instant::now() < deadline, "VM {vmid} not {state}: {body}");
