@@ -13,7 +13,7 @@ use kvm_bindings::{kvm_pit_config, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vmm_sys_util::signal::Killable;
 
-use crate::boot::{self, mptable, BootSource};
+use crate::boot::{self, acpi, mptable, BootSource};
 use crate::console::Console;
 use crate::control::protocol::{VcpuStats, VmStats, VmStatus, PROTOCOL_VERSION};
 use crate::devices::{DeviceError, Devices};
@@ -173,6 +173,7 @@ impl Vm {
             Some(boot) => {
                 let entry = boot.load(&memory)?;
                 mptable::write(&memory, usize::from(config.vcpus))?;
+                acpi::write(&memory, usize::from(config.vcpus))?;
                 Some(entry)
             }
             None => None,

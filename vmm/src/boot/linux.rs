@@ -254,6 +254,7 @@ pub fn zero_page(
         count += 1;
     }
     params.e820_entries = count;
+    params.acpi_rsdp_addr = super::acpi::RSDP_ADDR;
     params
 }
 
@@ -493,6 +494,7 @@ mod tests {
             );
             assert_eq!(got, want);
             assert_eq!({ p.ext_ramdisk_image }, 0);
+            assert_eq!({ p.acpi_rsdp_addr }, crate::boot::acpi::RSDP_ADDR);
             assert_eq!(p.e820_entries, 3);
             let table: Vec<(u64, u64, u32)> = p.e820_table[..3]
                 .iter()

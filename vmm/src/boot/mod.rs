@@ -5,9 +5,10 @@
 //!   when it has one, else the 64-bit boot protocol) or a bzImage (64-bit boot protocol:
 //!   zero page with setup header, E820 map, command line, initrd), plus an initramfs.
 //!
-//! Both share the memory map ([`memory_map`]), the MP table ([`mptable`]) and the boot GDT
-//! selectors ([`gdt`]).
+//! Both share the memory map ([`memory_map`]), the MP table ([`mptable`]), the ACPI tables
+//! ([`acpi`]) and the boot GDT selectors ([`gdt`]).
 
+pub mod acpi;
 pub mod gdt;
 pub mod linux;
 pub mod mptable;
@@ -46,6 +47,11 @@ pub mod layout {
     pub const CMDLINE_MAX: usize = 4096;
     /// Start of the extended BIOS data area: the MP table lives here; reserved in the map.
     pub const EBDA_START: u64 = 0x9_fc00;
+    /// The ACPI RSDP, followed by the other ACPI tables: the start of the BIOS area that
+    /// Linux scans for the RSDP (0xe0000..0x100000); reserved in the map.
+    pub const ACPI_START: u64 = 0xe_0000;
+    /// End of the room for the ACPI tables.
+    pub const ACPI_END: u64 = 0xf_0000;
     /// First byte above the legacy hole (VGA, BIOS): images load from here.
     pub const HIGH_MEMORY_START: u64 = 0x10_0000;
 }

@@ -71,6 +71,7 @@ pub(super) fn configure(
         magic: XEN_HVM_START_MAGIC,
         version: 1,
         memmap_paddr: layout::PVH_MEMMAP,
+        rsdp_paddr: super::acpi::RSDP_ADDR,
         ..Default::default()
     };
     if let Some(cmdline) = cmdline {
@@ -158,6 +159,7 @@ mod tests {
             .read_obj(GuestAddress(layout::PVH_START_INFO))
             .expect("start info");
         assert_eq!(info.magic, XEN_HVM_START_MAGIC);
+        assert_eq!(info.rsdp_paddr, crate::boot::acpi::RSDP_ADDR);
         assert_eq!(info.cmdline_paddr, layout::CMDLINE);
         assert_eq!(
             (info.nr_modules, info.modlist_paddr),

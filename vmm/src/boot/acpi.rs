@@ -1,0 +1,331 @@
+//! ACPI tables: how a Linux guest built without MP-table support (`CONFIG_X86_MPPARSE=n`,
+//! e.g. Debian's cloud kernel) learns the vCPUs and the IOAPIC. The MP table stays (the Kiln
+//! test guest reads it); this describes the same machine:
+//!
+//! - RSDP (revision 2) at [`layout::ACPI_START`], inside the 0xe0000..0x100000 area Linux
+//!   scans, and also handed over directly: `acpi_rsdp_addr` in the Linux zero page,
+//!   `rsdp_paddr` in the PVH start info.
+//! - XSDT listing the FADT and the MADT.
+//! - FADT: hardware-reduced ACPI (no PM1/GPE blocks, no SCI, no FACS), no VGA, no i8042
+//!   advertised (kiln-vmm's i8042 is only a reset line; Linux still resets through it).
+//! - DSDT: header only (no devices need describing: COM1 is found at its legacy port).
+//! - MADT ("APIC"): one enabled Local APIC per vCPU (APIC ID = index, as in the MP table and
+//!   the CPUID topology), the IOAPIC (ID = vCPU count, like the MP table, GSI base 0), one
+//!   identity interrupt source override per ISA IRQ 1..15 and a Local APIC NMI on LINT1.
+//!
+//! Interrupt routing mirrors the MP table and KVM's default GSI routing (kiln-vmm installs
+//! none of its own): ISA IRQ n is IOAPIC pin n, edge, active high. There is no IRQ0→GSI2
+//! override as on QEMU (QEMU re-routes GSI 0 to pin 2; KVM's default routing does not). The
+//! identity overrides are spelled out because with hardware-reduced ACPI Linux has no legacy
+//! PIC and sets up only the ISA IRQs the firmware lists (COM1 is IRQ 4). IRQ 0 is left out:
+//! a hardware-reduced guest does not use the PIT, and the FADT's SCI number is 0, so an
+//! override for source 0 would be taken as the SCI's.
+//!
+//! The tables come from the rust-vmm `acpi_tables` crate, which builds the headers and the
+//! checksums; the two MADT structures it lacks (types 2 and 4) are zerocopy structs here.
+
+use acpi_tables::fadt::{FADTBuilder, Flags};
+use acpi_tables::madt::{
+    EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT,
+};
+use acpi_tables::rsdp::Rsdp;
+use acpi_tables::sdt::Sdt;
+use acpi_tables::xsdt::XSDT;
+use acpi_tables::{Aml, AmlSink};
+use vm_memory::{Bytes, GuestAddress};
+use zerocopy::byteorder::{LE, U16, U32};
+use zerocopy::{Immutable, IntoBytes};
+
+use super::mptable::{IOAPIC_ADDR, LAPIC_ADDR, MAX_VCPUS};
+use super::{layout, BootError};
+use crate::memory::GuestMemory;
+
+/// Where the guest finds the RSDP.
+pub const RSDP_ADDR: u64 = layout::ACPI_START;
+
+const OEM_ID: [u8; 6] = *b"KILN  ";
+const OEM_REVISION: u32 = 1;
+/// IA-PC boot architecture flags: VGA not present (bit 2). The "8042" bit (1) stays clear.
+const IAPC_BOOT_ARCH_VGA_NOT_PRESENT: u16 = 1 << 2;
+/// ISA IRQs described by an interrupt source override (see the module docs).
+const ISA_OVERRIDES: std::ops::RangeInclusive<u8> = 1..=15;
+/// Local APIC NMI: all processors.
+const ALL_PROCESSORS: u8 = 0xff;
+
+/// MADT interrupt source override (type 2).
+#[repr(C, packed)]
+#[derive(Clone, Copy, IntoBytes, Immutable)]
+struct InterruptSourceOverride {
+    kind: u8,
+    length: u8,
+    bus: u8,
+    source: u8,
+    gsi: U32<LE>,
+    flags: U16<LE>,
+}
+
+impl InterruptSourceOverride {
+    /// ISA `irq` on `gsi`, polarity and trigger as the bus defines them (edge, high).
+    fn isa(irq: u8, gsi: u32) -> Self {
+        InterruptSourceOverride {
+            kind: 2,
+            length: 10,
+            bus: 0,
+            source: irq,
+            gsi: gsi.into(),
+            flags: 0.into(),
+        }
+    }
+}
+
+impl Aml for InterruptSourceOverride {
+    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
+        sink.vec(self.as_bytes());
+    }
+}
+
+/// MADT Local APIC NMI (type 4).
+#[repr(C, packed)]
+#[derive(Clone, Copy, IntoBytes, Immutable)]
+struct LocalApicNmi {
+    kind: u8,
+    length: u8,
+    processor_uid: u8,
+    flags: U16<LE>,
+    lint: u8,
+}
+
+impl Aml for LocalApicNmi {
+    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
+        sink.vec(self.as_bytes());
+    }
+}
+
+fn bytes(table: &dyn Aml) -> Vec<u8> {
+    let mut out = Vec::new();
+    table.to_aml_bytes(&mut out);
+    out
+}
+
+/// The MADT for `vcpus` processors.
+fn madt(vcpus: usize) -> MADT {
+    let mut madt = MADT::new(
+        OEM_ID,
+        *b"KILNAPIC",
+        OEM_REVISION,
+        LocalInterruptController::Address(LAPIC_ADDR),
+    );
+    for id in 0..vcpus as u8 {
+        madt.add_structure(ProcessorLocalApic::new(id, id, EnabledStatus::Enabled));
+    }
+    madt.add_structure(IoApic::new(vcpus as u8, IOAPIC_ADDR, 0));
+    for irq in ISA_OVERRIDES {
+        madt.add_structure(InterruptSourceOverride::isa(irq, u32::from(irq)));
+    }
+    madt.add_structure(LocalApicNmi {
+        kind: 4,
+        length: 6,
+        processor_uid: ALL_PROCESSORS,
+        flags: 0.into(),
+        lint: 1,
+    });
+    madt
+}
+
+/// Build the tables for `vcpus` processors: (guest-physical address, bytes) pairs, the RSDP
+/// first at [`RSDP_ADDR`], the rest after it in [`layout::ACPI_START`]..[`layout::ACPI_END`].
+pub fn build(vcpus: usize) -> Result<Vec<(u64, Vec<u8>)>, BootError> {
+    if vcpus == 0 || vcpus > MAX_VCPUS {
+        return Err(BootError::TooManyVcpus(vcpus));
+    }
+    let mut next = (RSDP_ADDR + Rsdp::len() as u64).next_multiple_of(16);
+    let mut tables = Vec::new();
+    let mut place = |table: Vec<u8>| {
+        let addr = next;
+        next = (addr + table.len() as u64).next_multiple_of(16);
+        tables.push((addr, table));
+        addr
+    };
+
+    let dsdt = Sdt::new(*b"DSDT", 36, 2, OEM_ID, *b"KILNDSDT", OEM_REVISION);
+    let dsdt_addr = place(bytes(&dsdt));
+    let mut fadt = FADTBuilder::new(OEM_ID, *b"KILNFACP", OEM_REVISION)
+        .dsdt_64(dsdt_addr)
+        .flag(Flags::HwReducedAcpi)
+        .flag(Flags::PwrButton)
+        .flag(Flags::SlpButton);
+    fadt.iapc_boot_arch = IAPC_BOOT_ARCH_VGA_NOT_PRESENT.into();
+    let fadt_addr = place(bytes(&fadt.finalize()));
+    let madt_addr = place(bytes(&madt(vcpus)));
+    let mut xsdt = XSDT::new(OEM_ID, *b"KILNXSDT", OEM_REVISION);
+    xsdt.add_entry(fadt_addr);
+    xsdt.add_entry(madt_addr);
+    let xsdt_addr = place(bytes(&xsdt));
+    debug_assert!(next <= layout::ACPI_END);
+
+    tables.insert(0, (RSDP_ADDR, bytes(&Rsdp::new(OEM_ID, xsdt_addr))));
+    Ok(tables)
+}
+
+/// Write the ACPI tables for `vcpus` processors; the RSDP is at [`RSDP_ADDR`].
+pub fn write(mem: &GuestMemory, vcpus: usize) -> Result<(), BootError> {
+    for (addr, table) in build(vcpus)? {
+        mem.write_slice(&table, GuestAddress(addr))
+            .map_err(|source| BootError::WriteGuest {
+                what: "ACPI tables",
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum(bytes: &[u8]) -> u8 {
+        bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b))
+    }
+    fn u16_at(b: &[u8], at: usize) -> u16 {
+        u16::from_le_bytes([b[at], b[at + 1]])
+    }
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+    }
+    fn u64_at(b: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+    }
+
+    /// Guest memory with the tables written, and a reader of one table (checked: length
+    /// from its header, checksum zero) by address.
+    struct Guest(GuestMemory);
+
+    impl Guest {
+        fn new(vcpus: usize) -> Guest {
+            let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 2 << 20)]).expect("2 MiB");
+            write(&mem, vcpus).expect("tables fit");
+            Guest(mem)
+        }
+        fn read(&self, addr: u64, len: usize) -> Vec<u8> {
+            let mut b = vec![0u8; len];
+            self.0.read_slice(&mut b, GuestAddress(addr)).expect("read");
+            b
+        }
+        fn table(&self, addr: u64, signature: &[u8; 4]) -> Vec<u8> {
+            assert!(
+                (layout::ACPI_START..layout::ACPI_END).contains(&addr),
+                "{addr:#x}"
+            );
+            let header = self.read(addr, 36);
+            assert_eq!(&header[..4], signature);
+            let table = self.read(addr, u32_at(&header, 4) as usize);
+            assert_eq!(
+                sum(&table),
+                0,
+                "{} checksum",
+                String::from_utf8_lossy(signature)
+            );
+            assert_eq!(&table[10..16], b"KILN  ");
+            table
+        }
+        /// RSDP → XSDT → tables by signature.
+        fn tables(&self) -> Vec<Vec<u8>> {
+            let rsdp = self.read(RSDP_ADDR, 36);
+            assert_eq!(&rsdp[..8], b"RSD PTR ");
+            assert_eq!(sum(&rsdp[..20]), 0, "RSDP checksum");
+            assert_eq!(sum(&rsdp), 0, "RSDP extended checksum");
+            assert_eq!(rsdp[15], 2, "revision 2: has an XSDT");
+            assert_eq!(u32_at(&rsdp, 20), 36);
+            let xsdt = self.table(u64_at(&rsdp, 24), b"XSDT");
+            assert_eq!((xsdt.len() - 36) % 8, 0);
+            (36..xsdt.len())
+                .step_by(8)
+                .map(|at| {
+                    let addr = u64_at(&xsdt, at);
+                    let signature: [u8; 4] = self.read(addr, 4).try_into().expect("4");
+                    self.table(addr, &signature)
+                })
+                .collect()
+        }
+    }
+
+    /// MADT entries: (type, body after type and length).
+    fn madt_entries(madt: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut at = 44;
+        while at < madt.len() {
+            let (kind, len) = (madt[at], madt[at + 1] as usize);
+            assert!(len >= 2 && at + len <= madt.len(), "entry at {at}");
+            out.push((kind, madt[at + 2..at + len].to_vec()));
+            at += len;
+        }
+        out
+    }
+
+    #[test]
+    fn tables_chain_from_the_rsdp_with_valid_checksums() {
+        for vcpus in [1, 2, 8, MAX_VCPUS] {
+            let guest = Guest::new(vcpus);
+            let tables = guest.tables();
+            let signatures: Vec<&[u8]> = tables.iter().map(|t| &t[..4]).collect();
+            assert_eq!(signatures, [b"FACP", b"APIC"], "{vcpus} vCPUs");
+
+            let fadt = &tables[0];
+            assert_eq!(fadt.len(), 276, "FADT 6.5");
+            let flags = u32_at(fadt, 112);
+            assert_ne!(flags & (1 << 20), 0, "hardware-reduced");
+            assert_eq!(u16_at(fadt, 109) & 2, 0, "no i8042 advertised");
+            assert_eq!(u32_at(fadt, 40), 0, "32-bit DSDT pointer unused");
+            let dsdt = guest.table(u64_at(fadt, 140), b"DSDT");
+            assert_eq!(dsdt.len(), 36);
+        }
+    }
+
+    #[test]
+    fn madt_lists_every_vcpu_the_ioapic_and_the_isa_routing() {
+        for vcpus in [1usize, 2, 3, 16, MAX_VCPUS] {
+            let guest = Guest::new(vcpus);
+            let madt = guest.tables().remove(1);
+            assert_eq!(u32_at(&madt, 36), LAPIC_ADDR);
+            let entries = madt_entries(&madt);
+            let lapics: Vec<(u8, u8, u32)> = entries
+                .iter()
+                .filter(|(kind, _)| *kind == 0)
+                .map(|(_, b)| (b[0], b[1], u32_at(b, 2)))
+                .collect();
+            let want: Vec<(u8, u8, u32)> = (0..vcpus as u8).map(|id| (id, id, 1)).collect();
+            assert_eq!(lapics, want, "{vcpus} vCPUs: one enabled LAPIC each");
+            let ioapics: Vec<(u8, u32, u32)> = entries
+                .iter()
+                .filter(|(kind, _)| *kind == 1)
+                .map(|(_, b)| (b[0], u32_at(b, 2), u32_at(b, 6)))
+                .collect();
+            assert_eq!(
+                ioapics,
+                [(vcpus as u8, IOAPIC_ADDR, 0)],
+                "as in the MP table"
+            );
+            let overrides: Vec<(u8, u8, u32, u16)> = entries
+                .iter()
+                .filter(|(kind, _)| *kind == 2)
+                .map(|(_, b)| (b[0], b[1], u32_at(b, 2), u16_at(b, 6)))
+                .collect();
+            let want: Vec<(u8, u8, u32, u16)> =
+                (1..=15u8).map(|irq| (0, irq, u32::from(irq), 0)).collect();
+            assert_eq!(overrides, want, "ISA IRQ n on pin n, no IRQ0→GSI2");
+            let nmis: Vec<&Vec<u8>> = entries
+                .iter()
+                .filter(|(kind, _)| *kind == 4)
+                .map(|(_, b)| b)
+                .collect();
+            assert_eq!(nmis, [&vec![0xff, 0, 0, 1]], "NMI on LINT1 of every LAPIC");
+            assert_eq!(entries.len(), vcpus + 1 + 15 + 1);
+        }
+    }
+
+    #[test]
+    fn zero_or_too_many_vcpus_are_refused() {
+        assert!(build(0).is_err());
+        assert!(build(MAX_VCPUS + 1).is_err());
+    }
+}
