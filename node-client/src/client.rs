@@ -13,12 +13,16 @@ use reqwest::{Method, Url};
 use rustls::pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::diagnose::{classify, classify_error, unreachable, Failure};
 use crate::tls::{ClusterIdentity, TlsError};
-use crate::wire::{ErrorBody, ImageInfo, NodeFacts, ShutdownRequest, VmRuntime, VmSpec};
+use crate::wire::{
+    ErrorBody, ImageInfo, MigrateSendRequest, MigrationStatus, NodeFacts, ShutdownRequest,
+    VmRuntime, VmSpec, MIGRATION_UPGRADE,
+};
 use crate::NodeName;
 
 /// The console of a VM: a WebSocket over mutual TLS to the node agent. Binary frames carry raw
@@ -30,6 +34,15 @@ pub type ConsoleSocket =
 /// gives up, whatever the client's own (heartbeat) timeout: starting waits for kiln-vmm to
 /// boot and answer its control socket.
 pub const VM_ACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long [`NodeClient::migrate_send`] waits for a migration to end.
+pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The migration stream of [`NodeClient::migrate_receive`]: the upgraded mutual-TLS connection.
+pub type MigrationStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// Longest answer head (and error body) read by hand.
+const MAX_HEAD: usize = 64 * 1024;
 
 /// Why a call to a node agent failed.
 #[derive(Debug, thiserror::Error)]
@@ -365,21 +378,7 @@ impl NodeClient {
     }
 
     async fn connect_console(&self, vmid: u32) -> Result<ConsoleSocket, NodeClientError> {
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| self.failure(unreachable(&e)))?;
-        let _ = tcp.set_nodelay(true);
-        let server_name = ServerName::try_from(self.node.to_string()).map_err(|e| {
-            NodeClientError::InvalidApiUrl {
-                node: self.node.clone(),
-                api_url: self.api_url.clone(),
-                reason: format!("node name is not a TLS server name: {e}"),
-            }
-        })?;
-        let tls = TlsConnector::from(self.tls.clone())
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| self.failure(classify_error(&e)))?;
+        let tls = self.connect_tls().await?;
         let url = format!("wss://{}:{}/v1/vms/{vmid}/console", self.node, self.port);
         match tokio_tungstenite::client_async(url, tls).await {
             Ok((socket, _response)) => Ok(socket),
@@ -395,6 +394,129 @@ impl NodeClient {
             }
             Err(e) => Err(self.failure(classify_error(&e))),
         }
+    }
+
+    /// `POST /v1/vms/{vmid}/migrate/send`: live-migrates the running VM to another node and
+    /// answers once the migration has ended, with kiln-vmm's final status (rounds, downtime).
+    /// A migration may take long: the request waits up to [`MIGRATION_TIMEOUT`].
+    pub async fn migrate_send(
+        &self,
+        vmid: u32,
+        request: &MigrateSendRequest,
+    ) -> Result<MigrationStatus, NodeClientError> {
+        let path = format!("v1/vms/{vmid}/migrate/send");
+        let bytes = self
+            .call(Method::POST, &path, Some(request), MIGRATION_TIMEOUT)
+            .await?;
+        self.decode(&bytes)
+    }
+
+    /// `POST /v1/vms/{vmid}/migrate/cancel`: cancels an outgoing migration; the VM keeps
+    /// running on this node.
+    pub async fn migrate_cancel(&self, vmid: u32) -> Result<MigrationStatus, NodeClientError> {
+        let path = format!("v1/vms/{vmid}/migrate/cancel");
+        let bytes = self
+            .call(Method::POST, &path, None::<&()>, self.timeout)
+            .await?;
+        self.decode(&bytes)
+    }
+
+    /// `POST /v1/vms/{vmid}/migrate/receive` with `spec`, upgraded to the raw migration stream
+    /// (`Upgrade: kiln-migration`): the node starts an incoming kiln-vmm for `spec` and pipes
+    /// this stream to it. Used by a source node agent, with its own node certificate.
+    ///
+    /// Connecting, TLS and the upgrade must finish within the client's timeout (at least
+    /// [`VM_ACTION_TIMEOUT`]: the node starts kiln-vmm before it answers).
+    pub async fn migrate_receive(&self, spec: &VmSpec) -> Result<MigrationStream, NodeClientError> {
+        let timeout = self.action_timeout();
+        tokio::time::timeout(timeout, self.connect_migration(spec))
+            .await
+            .unwrap_or_else(|_| {
+                Err(NodeClientError::Timeout {
+                    node: self.node.clone(),
+                    api_url: self.api_url.clone(),
+                    timeout,
+                })
+            })
+    }
+
+    async fn connect_migration(&self, spec: &VmSpec) -> Result<MigrationStream, NodeClientError> {
+        let mut tls = self.connect_tls().await?;
+        let body = serde_json::to_vec(spec).map_err(|e| NodeClientError::Request {
+            node: self.node.clone(),
+            api_url: self.api_url.clone(),
+            reason: format!("cannot encode the VM spec: {e}"),
+        })?;
+        let head = format!(
+            "POST /v1/vms/{}/migrate/receive HTTP/1.1\r\nHost: {}:{}\r\nConnection: Upgrade\r\nUpgrade: {MIGRATION_UPGRADE}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            spec.vmid,
+            self.node,
+            self.port,
+            body.len()
+        );
+        let io = |e: std::io::Error| self.failure(Failure::Other(e.to_string()));
+        tls.write_all(head.as_bytes()).await.map_err(io)?;
+        tls.write_all(&body).await.map_err(io)?;
+        tls.flush().await.map_err(io)?;
+        // Read the answer's head byte by byte: after a 101 the stream belongs to kiln-vmm.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            if head.len() >= MAX_HEAD {
+                return Err(self.failure(Failure::Other(
+                    "the node sent an over-long answer head".to_owned(),
+                )));
+            }
+            head.push(tls.read_u8().await.map_err(io)?);
+        }
+        let text = String::from_utf8_lossy(&head);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok())
+            .and_then(|s| reqwest::StatusCode::from_u16(s).ok())
+            .ok_or_else(|| NodeClientError::InvalidResponse {
+                node: self.node.clone(),
+                reason: format!("not an HTTP answer: {:?}", text.lines().next()),
+            })?;
+        if status == reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(tls);
+        }
+        let length = text
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+            .min(MAX_HEAD);
+        let mut body = vec![0u8; length];
+        let _ = tls.read_exact(&mut body).await;
+        Err(NodeClientError::Http {
+            node: self.node.clone(),
+            status,
+            message: ErrorBody::message_from(&body),
+        })
+    }
+
+    /// A TCP connection with mutual TLS (HTTP/1.1 ALPN) to the node, for requests made by
+    /// hand (console, migration).
+    async fn connect_tls(
+        &self,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, NodeClientError> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| self.failure(unreachable(&e)))?;
+        let _ = tcp.set_nodelay(true);
+        let server_name = ServerName::try_from(self.node.to_string()).map_err(|e| {
+            NodeClientError::InvalidApiUrl {
+                node: self.node.clone(),
+                api_url: self.api_url.clone(),
+                reason: format!("node name is not a TLS server name: {e}"),
+            }
+        })?;
+        TlsConnector::from(self.tls.clone())
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| self.failure(classify_error(&e)))
     }
 
     /// Timeout of VM actions: the client's own, but at least [`VM_ACTION_TIMEOUT`].

@@ -15,7 +15,10 @@ mod name;
 pub mod tls;
 pub mod wire;
 
-pub use client::{ConsoleSocket, NodeClient, NodeClientError, VM_ACTION_TIMEOUT};
+pub use client::{
+    ConsoleSocket, MigrationStream, NodeClient, NodeClientError, MIGRATION_TIMEOUT,
+    VM_ACTION_TIMEOUT,
+};
 pub use join::{join_cluster, JoinApplication, JoinError};
 pub use join_token::{JoinToken, MalformedJoinToken};
 pub use name::{InvalidNodeName, NodeName};

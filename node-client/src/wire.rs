@@ -153,6 +153,133 @@ pub struct ShutdownRequest {
     pub timeout_secs: u32,
 }
 
+/// `POST /v1/vms/{vmid}/migrate/send`: live-migrate a running VM to another node of the
+/// cluster. The source agent connects to the target with its own node certificate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MigrateSendRequest {
+    /// The target node's name (its certificate must be issued for it).
+    pub target_node: String,
+    /// The target node's API URL, `https://<host>:<port>`.
+    pub target_api_url: String,
+    /// Downtime budget of the stop-and-copy, in milliseconds.
+    #[serde(default = "default_downtime_ms")]
+    pub downtime_ms: u64,
+    /// Bandwidth cap in MiB/s (none: as fast as the stream goes).
+    #[serde(default)]
+    pub bwlimit_mib_s: Option<u64>,
+}
+
+/// Downtime budget when a [`MigrateSendRequest`] names none (kiln-vmm's default).
+pub const DEFAULT_MIGRATION_DOWNTIME_MS: u64 = 50;
+
+fn default_downtime_ms() -> u64 {
+    DEFAULT_MIGRATION_DOWNTIME_MS
+}
+
+/// The `Upgrade` protocol of `POST /v1/vms/{vmid}/migrate/receive`: after `101 Switching
+/// Protocols` the connection carries kiln-vmm's migration stream.
+pub const MIGRATION_UPGRADE: &str = "kiln-migration";
+
+/// Which side of a migration a VM is (mirrors kiln-vmm's control protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationRole {
+    /// Sending the VM away.
+    Outgoing,
+    /// Receiving it.
+    Incoming,
+}
+
+/// Where a migration is (mirrors kiln-vmm's control protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationPhase {
+    /// Connecting, exchanging the header and config.
+    Connecting,
+    /// The first pass over all of guest memory.
+    FullPass,
+    /// Resending pages dirtied since the previous round.
+    DirtyRounds,
+    /// vCPUs paused: last pages and machine state.
+    StopAndCopy,
+    /// Target has all state; waiting for / sending the commit.
+    Committing,
+    /// The VM runs on the target.
+    Completed,
+    /// Failed before the commit: the VM runs on the source.
+    Failed,
+    /// Cancelled: the VM runs on the source.
+    Cancelled,
+}
+
+impl MigrationPhase {
+    /// The migration has ended one way or another.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            MigrationPhase::Completed | MigrationPhase::Failed | MigrationPhase::Cancelled
+        )
+    }
+}
+
+/// One pre-copy round (round 0 is the full pass; the last is the stop-and-copy).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationRound {
+    /// Round number.
+    pub round: u32,
+    /// Pages sent with their contents.
+    pub pages_sent: u64,
+    /// Pages sent as zero markers.
+    pub zero_pages: u64,
+    /// Bytes put on the stream (frames included).
+    pub bytes_sent: u64,
+    /// How long the round took, in microseconds.
+    pub duration_us: u64,
+    /// Pages the guest dirtied during the round.
+    pub dirtied_pages: u64,
+    /// Guest dirty rate during the round, bytes/s.
+    pub dirty_rate_bytes_s: u64,
+    /// Stream throughput during the round, bytes/s.
+    pub throughput_bytes_s: u64,
+    /// Downtime expected if the stop-and-copy started after this round, microseconds.
+    pub expected_downtime_us: u64,
+    /// Share of each interval the vCPUs were held (auto-converge), percent.
+    pub throttle_percent: u8,
+}
+
+/// Progress and result of a migration, as kiln-vmm reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationStatus {
+    /// Sending or receiving.
+    pub role: MigrationRole,
+    /// Where it is.
+    pub phase: MigrationPhase,
+    /// The other side.
+    pub peer: String,
+    /// Downtime budget, ms.
+    pub downtime_budget_ms: u64,
+    /// Bandwidth cap, MiB/s.
+    pub bwlimit_mib_s: Option<u64>,
+    /// Guest memory size, bytes.
+    pub guest_memory_bytes: u64,
+    /// Rounds so far.
+    pub rounds: Vec<MigrationRound>,
+    /// Bytes sent (source) or received (target) so far.
+    pub bytes_transferred: u64,
+    /// Current auto-converge throttle, percent.
+    pub throttle_percent: u8,
+    /// Since the migration started, ms.
+    pub elapsed_ms: u64,
+    /// Total time of a completed migration, ms.
+    pub total_ms: Option<u64>,
+    /// Final downtime: vCPUs paused on the source → running on the target, microseconds.
+    pub downtime_us: Option<u64>,
+    /// Machine-state restore on the target, microseconds.
+    pub restore_us: Option<u64>,
+    /// Why it failed or was cancelled (or a warning of a completed one).
+    pub error: Option<String>,
+}
+
 /// Body of `POST /api2/kiln/join` on the server: a node asks to join with a one-time token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JoinRequest {

@@ -198,7 +198,11 @@ async fn run(data: &DataDir, options: RunOptions) -> anyhow::Result<()> {
     let local = listener.local_addr().unwrap_or(listen);
     tracing::info!("kiln-node {} listening on {local}", config.name);
 
-    let app = api::router(api::AppState { facts, vms });
+    let app = api::router(api::AppState {
+        facts,
+        vms,
+        identity: Arc::new(identity),
+    });
     tls_server::serve(listener, Arc::new(tls), app, shutdown_signal()).await;
     tracing::info!("kiln-node {} stopped", config.name);
     Ok(())

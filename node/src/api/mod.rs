@@ -4,14 +4,18 @@
 //! everyone else. Errors answer with [`ErrorBody`] JSON.
 
 mod console;
+mod migration;
 mod status;
 mod vms;
+
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kiln_node_client::wire::{ErrorBody, NodeFacts};
+use kiln_node_client::ClusterIdentity;
 use tokio::sync::watch;
 
 use crate::vms::{ImageError, Supervisor, VmError};
@@ -23,6 +27,9 @@ pub struct AppState {
     pub facts: watch::Receiver<NodeFacts>,
     /// The VMs of this node.
     pub vms: Supervisor,
+    /// This node's cluster identity: its certificate is also a client certificate of the
+    /// cluster CA, used to reach other nodes (live migration).
+    pub identity: Arc<ClusterIdentity>,
 }
 
 /// The node API router.
@@ -38,6 +45,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/vms/{vmid}/pause", post(vms::pause))
         .route("/v1/vms/{vmid}/resume", post(vms::resume))
         .route("/v1/vms/{vmid}/console", get(console::console))
+        .route("/v1/vms/{vmid}/migrate/receive", post(migration::receive))
+        .route("/v1/vms/{vmid}/migrate/send", post(migration::send))
+        .route("/v1/vms/{vmid}/migrate/cancel", post(migration::cancel))
         .route("/v1/images", get(vms::images))
         .fallback(not_found)
         .with_state(state)
@@ -76,8 +86,10 @@ impl From<VmError> for ApiError {
                 StatusCode::BAD_REQUEST
             }
             VmError::WrongState(_) => StatusCode::CONFLICT,
-            VmError::Image(ImageError::Missing { .. } | ImageError::Invalid { .. }) => {
-                StatusCode::SERVICE_UNAVAILABLE
+            VmError::Image(ImageError::Missing { .. } | ImageError::Invalid { .. })
+            | VmError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            VmError::Migration { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             VmError::Image(ImageError::Io { .. })
             | VmError::StartFailed { .. }
@@ -141,10 +153,19 @@ mod tests {
         })
         .await
         .expect("supervisor");
-        let response = router(AppState { facts, vms })
-            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
-            .await
-            .expect("infallible");
+        let identity = Arc::new(ClusterIdentity {
+            ca_pem: String::new(),
+            cert_pem: String::new(),
+            key_pem: String::new(),
+        });
+        let response = router(AppState {
+            facts,
+            vms,
+            identity,
+        })
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await

@@ -16,7 +16,7 @@ use crate::vms::spec::check_vmid;
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A VM id from the path, checked.
-fn vmid(raw: &str) -> Result<u32, ApiError> {
+pub(super) fn vmid(raw: &str) -> Result<u32, ApiError> {
     let vmid: u32 = raw.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -10,6 +10,8 @@
 //! <data-dir>/vms/<vmid>/control.sock  kiln-vmm's control socket (while it runs)
 //! <data-dir>/vms/<vmid>/vmm.log     kiln-vmm's output, one block per start
 //! <data-dir>/vms/<vmid>/stopped.json  why it stopped, once the agent saw it stop
+//! <data-dir>/vms/<vmid>/migrate-in.sock  an incoming kiln-vmm's migration socket
+//! <data-dir>/vms/<vmid>/migrate-out.sock  the bridge of an outgoing migration to the target
 //! ```
 
 pub mod control;
@@ -47,6 +49,17 @@ pub enum VmError {
     /// The image is missing (503) or its name invalid (400).
     #[error(transparent)]
     Image(ImageError),
+    /// The node lacks the resources for the request (503), e.g. memory for an incoming VM.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A live migration failed or was refused; `status` is the HTTP status to answer.
+    #[error("{message}")]
+    Migration {
+        /// HTTP status (409 refused/cancelled, 503 no room on the target, 502 failed).
+        status: u16,
+        /// What happened and where the VM runs.
+        message: String,
+    },
     /// kiln-vmm could not be started (500).
     #[error("VM {vmid} could not be started: {detail}")]
     StartFailed {

@@ -47,6 +47,14 @@ impl VmDir {
     pub fn stopped(&self) -> PathBuf {
         self.path.join("stopped.json")
     }
+    /// `migrate-in.sock`: where an incoming kiln-vmm listens for the migration stream.
+    pub fn migrate_in(&self) -> PathBuf {
+        self.path.join("migrate-in.sock")
+    }
+    /// `migrate-out.sock`: where the agent bridges an outgoing migration to the target node.
+    pub fn migrate_out(&self) -> PathBuf {
+        self.path.join("migrate-out.sock")
+    }
 }
 
 /// Spawns kiln-vmm for `spec` in its own process group, its output appended to `vmm.log`.
@@ -58,6 +66,37 @@ pub fn spawn(
     spec: &VmSpec,
     image: &BootImage,
 ) -> io::Result<tokio::process::Child> {
+    let what = format!("with {}", image.kernel().display());
+    spawn_with(vmm_bin, dir, spec, &what, vmm_args(dir, spec, image))
+}
+
+/// Spawns `kiln-vmm --migrate-receive <dir>/migrate-in.sock` for `spec`: a paused VM without
+/// a guest image that waits for the source's migration stream on that socket.
+pub fn spawn_receive(
+    vmm_bin: &Path,
+    dir: &VmDir,
+    spec: &VmSpec,
+) -> io::Result<tokio::process::Child> {
+    let args: Vec<OsString> = vec![
+        "--migrate-receive".into(),
+        dir.migrate_in().into(),
+        "--control-socket".into(),
+        dir.socket().into(),
+        "--memory-mib".into(),
+        spec.memory_mib.to_string().into(),
+        "--vcpus".into(),
+        spec.vcpus.to_string().into(),
+    ];
+    spawn_with(vmm_bin, dir, spec, "as a migration target", args)
+}
+
+fn spawn_with(
+    vmm_bin: &Path,
+    dir: &VmDir,
+    spec: &VmSpec,
+    what: &str,
+    args: Vec<OsString>,
+) -> io::Result<tokio::process::Child> {
     use std::io::Write;
     let mut log = fs::OpenOptions::new()
         .create(true)
@@ -65,13 +104,11 @@ pub fn spawn(
         .open(dir.log())?;
     writeln!(
         log,
-        "{START_MARKER} for VM {} ({}) with {}",
-        spec.vmid,
-        spec.name,
-        image.kernel().display()
+        "{START_MARKER} for VM {} ({}) {what}",
+        spec.vmid, spec.name,
     )?;
     let mut command = tokio::process::Command::new(vmm_bin);
-    command.args(vmm_args(dir, spec, image));
+    command.args(args);
     command
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

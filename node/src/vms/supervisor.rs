@@ -27,6 +27,8 @@ use super::reattach::{scan, Found, FoundState};
 use super::spec::{check_spec, check_vmid, HostLimits};
 use super::VmError;
 
+mod migration;
+
 /// How long kiln-vmm may take from spawn until its control socket answers.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a `stop` may take before the process is killed.
@@ -37,6 +39,8 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 const ADOPTED_POLL: Duration = Duration::from_millis(250);
 /// How often per-VM stats are sampled.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// What kiln-vmm logs when an incoming migration failed before the commit.
+const INCOMING_FAILED: &str = "the incoming migration failed";
 
 /// What the supervisor needs to know.
 #[derive(Debug, Clone)]
@@ -101,6 +105,17 @@ struct Live {
     power: VmPowerState,
     /// What the agent asked of it, so its end can be told apart from a crash.
     requested: Option<Requested>,
+    /// A live migration of this VM under way, if any.
+    migration: Option<Migrating>,
+}
+
+/// Which way a VM is being live-migrated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Migrating {
+    /// A `kiln-vmm --migrate-receive` waiting for (or taking) the VM; it has not run here yet.
+    Incoming,
+    /// Being sent to this node.
+    Outgoing(NodeName),
 }
 
 /// The latest stats of a running VM.
@@ -165,6 +180,7 @@ impl Supervisor {
                     process,
                     power: power_of(status.state),
                     requested: None,
+                    migration: None,
                 };
                 tokio::spawn(watch_adopted(self.clone(), vmid, process));
                 (Run::Running(live), usage)
@@ -353,6 +369,7 @@ impl Supervisor {
                     process,
                     power: power_of(status.state),
                     requested: None,
+                    migration: None,
                 };
                 self.update(vmid, |slot| {
                     slot.run = Run::Running(live);
@@ -514,6 +531,11 @@ impl Supervisor {
             let Run::Running(live) = &slot.run else {
                 return Err(VmError::WrongState(format!("VM {vmid} is not running")));
             };
+            if live.migration.is_some() {
+                return Err(VmError::WrongState(format!(
+                    "VM {vmid} is being live-migrated; wait for the migration to end or cancel it"
+                )));
+            }
             match (pause, live.power) {
                 (true, VmPowerState::Paused) => {
                     return Err(VmError::WrongState(format!("VM {vmid} is already paused")))
@@ -608,14 +630,16 @@ impl Supervisor {
 
     /// The kiln-vmm `process` of `vmid` has ended.
     async fn on_exit(&self, vmid: u32, process: ProcessId, exit: Exit) {
-        let (requested, log) = {
+        let (requested, migration, log) = {
             let table = self.table();
             match table.get(&vmid) {
                 Some(Slot {
                     run: Run::Running(live),
                     dir,
                     ..
-                }) if live.process == process => (live.requested, dir.log()),
+                }) if live.process == process => {
+                    (live.requested, live.migration.clone(), dir.log())
+                }
                 _ => return, // a later incarnation or a forgotten VM
             }
         };
@@ -623,8 +647,29 @@ impl Supervisor {
             .await
             .ok()
             .flatten();
+        if migration == Some(Migrating::Incoming)
+            && logged
+                .as_deref()
+                .is_none_or(|l| l.starts_with(INCOMING_FAILED))
+        {
+            // The VM never ran here: it still belongs to the source. Forget it.
+            tracing::info!(
+                "VM {vmid}: incoming migration ended without a commit ({}); forgetting it",
+                logged.as_deref().unwrap_or("kiln-vmm ended")
+            );
+            self.forget(vmid).await;
+            return;
+        }
         match process::outcome(exit, requested, logged.as_deref()) {
-            Outcome::Stopped { reason, crashed } => self.mark_stopped(vmid, reason, crashed).await,
+            Outcome::Stopped { reason, crashed } => {
+                let reason = match migration {
+                    Some(Migrating::Outgoing(to)) if reason.starts_with("migrated to ") => {
+                        format!("migrated to {to}")
+                    }
+                    _ => reason,
+                };
+                self.mark_stopped(vmid, reason, crashed).await
+            }
             Outcome::Restart => {
                 tracing::info!("VM {vmid}: the guest asked for a reset; starting it again");
                 self.update(vmid, |slot| slot.run = Run::Restarting);
@@ -697,6 +742,9 @@ impl Supervisor {
         }
         if stats.state != VmState::Stopped {
             live.power = power_of(stats.state);
+        }
+        if live.power == VmPowerState::Running && live.migration == Some(Migrating::Incoming) {
+            live.migration = None;
         }
         let cpu_ns: u64 = stats.vcpus.iter().map(|v| v.cpu_time_ns).sum();
         let usage = &mut slot.usage;

@@ -1,0 +1,447 @@
+//! Live migration between node agents (spec section 2 "Transport", 3 "Ownership").
+//!
+//! Target: [`Supervisor::receive_incoming`] starts `kiln-vmm --migrate-receive
+//! <vm dir>/migrate-in.sock` for the spec and hands the API a connection to that socket,
+//! which it pipes to the upgraded mutual-TLS stream from the source agent. The VM shows as
+//! paused until kiln-vmm runs it after the commit; if the migration ends without a commit
+//! the VM is forgotten here (it never stopped belonging to the source).
+//!
+//! Source: [`Supervisor::migrate_send`] opens the target through [`NodeClient`] with this
+//! node's own certificate, bridges `<vm dir>/migrate-out.sock` to that stream, tells kiln-vmm
+//! `migrate_send` to the socket and waits for the end. After a completed migration the VM is
+//! stopped here with the reason "migrated to <target>".
+
+use std::path::Path;
+use std::time::Duration;
+
+use kiln_node_client::wire::{MigrateSendRequest, MigrationStatus, VmPowerState, VmSpec};
+use kiln_node_client::{ClusterIdentity, MigrationStream, NodeClient, NodeClientError, NodeName};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+use super::{
+    control, control_error, power_of, process, wait_ready, watch_child, write_json, Live,
+    Migrating, Run, Slot, Supervisor, Usage, CONTROL_TIMEOUT, STOP_TIMEOUT,
+};
+use crate::vms::process::{ProcessId, VmDir};
+use crate::vms::spec::check_spec;
+use crate::vms::VmError;
+
+/// How long one `migrate_status {wait: true}` may block (kiln-vmm answers within an hour).
+const MIGRATION_WAIT: Duration = Duration::from_secs(3700);
+/// How long kiln-vmm may take to connect to the bridge socket after `migrate_send`.
+const BRIDGE_ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the bridge may take to drain after the migration ended.
+const BRIDGE_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Supervisor {
+    /// Target side: starts an incoming kiln-vmm for `spec` and connects to its migration
+    /// socket. Refuses, before starting anything, a bad spec (400), a VM id that exists here
+    /// (409) and a VM bigger than `mem_available` bytes (503).
+    pub async fn receive_incoming(
+        &self,
+        vmid: u32,
+        spec: VmSpec,
+        mem_available: u64,
+    ) -> Result<UnixStream, VmError> {
+        check_spec(&spec, vmid, self.inner.config.host).map_err(VmError::BadSpec)?;
+        let _guard = self.lock_vm(vmid).await;
+        if self.table().contains_key(&vmid) {
+            return Err(VmError::WrongState(format!(
+                "VM {vmid} already exists on node {}; delete it there before migrating it there",
+                self.node()
+            )));
+        }
+        let needed = u64::from(spec.memory_mib) * 1024 * 1024;
+        if needed > mem_available {
+            return Err(VmError::Unavailable(format!(
+                "node {} has {} MiB of memory available, VM {vmid} needs {} MiB",
+                self.node(),
+                mem_available / (1024 * 1024),
+                spec.memory_mib
+            )));
+        }
+        let config = &self.inner.config;
+        let dir = VmDir {
+            path: config.vms_dir.join(vmid.to_string()),
+        };
+        {
+            let (dir, spec) = (dir.clone(), spec.clone());
+            tokio::task::spawn_blocking(move || prepare_incoming(&dir, &spec))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(VmError::io(
+                        "prepare",
+                        Path::new("vms"),
+                        std::io::Error::other(e),
+                    ))
+                })?;
+        }
+        self.table().insert(
+            vmid,
+            Slot {
+                spec: spec.clone(),
+                dir: dir.clone(),
+                run: Run::Starting,
+                usage: Usage::default(),
+                changed: watch::channel(0).0,
+            },
+        );
+        let spawned = process::spawn_receive(&config.vmm_bin, &dir, &spec);
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                self.forget(vmid).await;
+                return Err(VmError::StartFailed {
+                    vmid,
+                    detail: format!(
+                        "cannot run kiln-vmm ({}): {e}; install it or pass --vmm-bin / KILN_VMM_BIN",
+                        config.vmm_bin.display()
+                    ),
+                });
+            }
+        };
+        let status = match wait_ready(&mut child, &dir).await {
+            Ok(status) => status,
+            Err(detail) => {
+                self.forget(vmid).await;
+                return Err(VmError::StartFailed { vmid, detail });
+            }
+        };
+        let process = child.id().and_then(ProcessId::of).unwrap_or(ProcessId {
+            pid: status.pid,
+            start_ticks: 0,
+        });
+        tracing::info!(
+            "VM {vmid} ({}): incoming migration, kiln-vmm pid {}",
+            spec.name,
+            process.pid
+        );
+        self.update(vmid, |slot| {
+            slot.run = Run::Running(Live {
+                process,
+                power: VmPowerState::Paused,
+                requested: None,
+                migration: Some(Migrating::Incoming),
+            });
+        });
+        tokio::spawn(watch_child(self.clone(), vmid, child, process));
+        match UnixStream::connect(dir.migrate_in()).await {
+            Ok(stream) => Ok(stream),
+            Err(e) => {
+                let _ = tokio::task::spawn_blocking(move || process.kill()).await;
+                Err(VmError::io("connect to", &dir.migrate_in(), e))
+            }
+        }
+    }
+
+    /// Target side, once the migration stream has ended: reads the VM's state at once (rather
+    /// than at the next stats sample), so a committed VM shows as running.
+    pub async fn incoming_ended(&self, vmid: u32) {
+        let Some(socket) = self.table().get(&vmid).map(|slot| slot.dir.socket()) else {
+            return;
+        };
+        let Ok(status) = control::request(&socket, CONTROL_TIMEOUT, |c| c.status()).await else {
+            return;
+        };
+        self.update(vmid, |slot| {
+            if let Run::Running(live) = &mut slot.run {
+                if status.state != kiln_vmm::protocol::VmState::Stopped {
+                    live.power = power_of(status.state);
+                }
+                if live.power == VmPowerState::Running {
+                    live.migration = None;
+                }
+            }
+        });
+    }
+
+    /// Source side: live-migrates running VM `vmid` to `request.target_node`, connecting
+    /// with `identity` (this node's certificate); answers kiln-vmm's final status once the
+    /// migration completed. A failed or cancelled migration is an error; the VM keeps running
+    /// here then.
+    pub async fn migrate_send(
+        &self,
+        vmid: u32,
+        request: MigrateSendRequest,
+        identity: &ClusterIdentity,
+    ) -> Result<MigrationStatus, VmError> {
+        let target: NodeName = request.target_node.parse().map_err(|e| {
+            VmError::BadSpec(format!(
+                "target node {:?} is not a node name: {e}",
+                request.target_node
+            ))
+        })?;
+        if &target == self.node() {
+            return Err(VmError::BadSpec(format!(
+                "VM {vmid} already runs on node {target}; name another node as the target"
+            )));
+        }
+        let client = NodeClient::new(
+            identity,
+            target.clone(),
+            &request.target_api_url,
+            CONTROL_TIMEOUT,
+        )
+        .map_err(|e| VmError::BadSpec(e.to_string()))?;
+        let _guard = self.lock_vm(vmid).await;
+        let (spec, dir) = {
+            let table = self.table();
+            let slot = table.get(&vmid).ok_or_else(|| self.not_found(vmid))?;
+            match &slot.run {
+                Run::Running(live) if live.migration.is_some() => {
+                    return Err(VmError::WrongState(format!(
+                        "VM {vmid} is already being live-migrated"
+                    )))
+                }
+                Run::Running(live) if live.power == VmPowerState::Running => {}
+                Run::Running(_) => {
+                    return Err(VmError::WrongState(format!(
+                        "VM {vmid} is paused; resume it before live-migrating it"
+                    )))
+                }
+                _ => {
+                    return Err(VmError::WrongState(format!(
+                        "VM {vmid} is not running; only a running VM can be live-migrated"
+                    )))
+                }
+            }
+            (slot.spec.clone(), slot.dir.clone())
+        };
+        let stream = client
+            .migrate_receive(&spec)
+            .await
+            .map_err(|e| target_refused(vmid, &target, e))?;
+        let bridge_path = dir.migrate_out();
+        let _ = std::fs::remove_file(&bridge_path);
+        let listener = UnixListener::bind(&bridge_path)
+            .map_err(|e| VmError::io("listen on", &bridge_path, e))?;
+        let bridge = tokio::spawn(bridge(vmid, listener, stream));
+        self.set_migration(vmid, Some(Migrating::Outgoing(target.clone())));
+
+        let result = self.run_migration(vmid, &dir, &bridge_path, &request).await;
+        let _ = std::fs::remove_file(&bridge_path);
+        let mut bridge = bridge;
+        // After an error the target must see the stream end at once (it then discards).
+        if result.is_err()
+            || tokio::time::timeout(BRIDGE_DRAIN_TIMEOUT, &mut bridge)
+                .await
+                .is_err()
+        {
+            bridge.abort();
+        }
+        let mut status = match result {
+            Ok(status) => status,
+            Err(e) => {
+                self.set_migration(vmid, None);
+                return Err(e);
+            }
+        };
+        // kiln-vmm only knows the bridge socket; the caller wants the node.
+        status.peer = format!("{target} ({})", request.target_api_url);
+        use kiln_node_client::wire::MigrationPhase;
+        match status.phase {
+            MigrationPhase::Completed => {
+                let mut changed = match self.table().get(&vmid) {
+                    Some(slot) => slot.changed.subscribe(),
+                    None => return Ok(status),
+                };
+                if !self.wait_stopped(vmid, &mut changed, STOP_TIMEOUT).await {
+                    tracing::warn!(
+                        "VM {vmid}: migrated to {target}, but its kiln-vmm here has not ended yet"
+                    );
+                }
+                tracing::info!(
+                    "VM {vmid} migrated to {target}: {} rounds, downtime {} us",
+                    status.rounds.len(),
+                    status.downtime_us.unwrap_or(0)
+                );
+                Ok(status)
+            }
+            phase => {
+                self.set_migration(vmid, None);
+                let why = status.error.clone().unwrap_or_else(|| format!("{phase:?}"));
+                Err(VmError::Migration {
+                    status: if phase == MigrationPhase::Cancelled { 409 } else { 502 },
+                    message: format!(
+                        "live migration of VM {vmid} to node {target} did not complete ({why}); it keeps running on node {}",
+                        self.node()
+                    ),
+                })
+            }
+        }
+    }
+
+    async fn run_migration(
+        &self,
+        vmid: u32,
+        dir: &VmDir,
+        bridge_path: &Path,
+        request: &MigrateSendRequest,
+    ) -> Result<MigrationStatus, VmError> {
+        let socket = dir.socket();
+        let to = bridge_path.to_string_lossy().into_owned();
+        let (downtime_ms, bwlimit) = (request.downtime_ms, request.bwlimit_mib_s);
+        control::request(&socket, CONTROL_TIMEOUT, move |c| {
+            c.migrate_send(&to, downtime_ms, bwlimit)
+        })
+        .await
+        .map_err(|e| control_error(vmid, &e))?;
+        loop {
+            let status = control::request(&socket, MIGRATION_WAIT, |c| c.migrate_status(true))
+                .await
+                .map_err(|e| control_error(vmid, &e))?;
+            let status = to_wire(&status).map_err(|detail| VmError::Control { vmid, detail })?;
+            if status.phase.is_final() {
+                return Ok(status);
+            }
+        }
+    }
+
+    /// `migrate_cancel`: cancels the outgoing migration of `vmid` (not serialised with the
+    /// migration itself, which holds the VM's action lock).
+    pub async fn migrate_cancel(&self, vmid: u32) -> Result<MigrationStatus, VmError> {
+        let socket = {
+            let table = self.table();
+            let slot = table.get(&vmid).ok_or_else(|| self.not_found(vmid))?;
+            match &slot.run {
+                Run::Running(live) if matches!(live.migration, Some(Migrating::Outgoing(_))) => {
+                    slot.dir.socket()
+                }
+                _ => {
+                    return Err(VmError::WrongState(format!(
+                        "VM {vmid} is not being migrated away from node {}",
+                        self.node()
+                    )))
+                }
+            }
+        };
+        let status = control::request(&socket, CONTROL_TIMEOUT, |c| c.migrate_cancel())
+            .await
+            .map_err(|e| control_error(vmid, &e))?;
+        to_wire(&status).map_err(|detail| VmError::Control { vmid, detail })
+    }
+
+    fn set_migration(&self, vmid: u32, migration: Option<Migrating>) {
+        self.update(vmid, |slot| {
+            if let Run::Running(live) = &mut slot.run {
+                live.migration = migration;
+            }
+        });
+    }
+
+    /// Drops `vmid` from the table and deletes its directory (a VM that never ran here).
+    pub(super) async fn forget(&self, vmid: u32) {
+        let Some(slot) = self.table().remove(&vmid) else {
+            return;
+        };
+        slot.changed.send_modify(|g| *g += 1);
+        let path = slot.dir.path;
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(path)).await;
+        if let Ok(Err(e)) = removed {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("VM {vmid}: cannot remove its directory: {e}");
+            }
+        }
+    }
+}
+
+/// Lays out the directory of an incoming VM. Blocking.
+fn prepare_incoming(dir: &VmDir, spec: &VmSpec) -> Result<(), VmError> {
+    std::fs::create_dir_all(&dir.path).map_err(|e| VmError::io("create", &dir.path, e))?;
+    write_json(&dir.spec(), spec).map_err(|e| VmError::io("write", &dir.spec(), e))?;
+    for stale in [dir.stopped(), dir.socket(), dir.migrate_in()] {
+        match std::fs::remove_file(&stale) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(VmError::io("remove", &stale, e))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// kiln-vmm's migration status as the wire type (same JSON).
+fn to_wire(status: &kiln_vmm::protocol::MigrationStatus) -> Result<MigrationStatus, String> {
+    serde_json::to_value(status)
+        .and_then(serde_json::from_value)
+        .map_err(|e| format!("cannot translate kiln-vmm's migration status: {e}"))
+}
+
+/// The target agent refused (or could not be reached): keep its HTTP status where it means
+/// something to the caller.
+fn target_refused(vmid: u32, target: &NodeName, err: NodeClientError) -> VmError {
+    let status = match &err {
+        NodeClientError::Http { status, .. } if matches!(status.as_u16(), 400 | 409 | 503) => {
+            status.as_u16()
+        }
+        _ => 502,
+    };
+    VmError::Migration {
+        status,
+        message: format!("node {target} cannot receive VM {vmid}: {err}"),
+    }
+}
+
+/// Accepts kiln-vmm's connection on the bridge socket and pipes it to the target's stream.
+async fn bridge(vmid: u32, listener: UnixListener, mut stream: MigrationStream) {
+    let accepted = tokio::time::timeout(BRIDGE_ACCEPT_TIMEOUT, listener.accept()).await;
+    drop(listener);
+    let mut local = match accepted {
+        Ok(Ok((local, _))) => local,
+        Ok(Err(e)) => {
+            tracing::warn!("VM {vmid}: migration bridge: cannot accept kiln-vmm: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("VM {vmid}: migration bridge: kiln-vmm did not connect");
+            return;
+        }
+    };
+    match tokio::io::copy_bidirectional(&mut local, &mut stream).await {
+        Ok((out, back)) => {
+            tracing::debug!("VM {vmid}: migration bridge done ({out} bytes out, {back} back)")
+        }
+        Err(e) => tracing::debug!("VM {vmid}: migration bridge ended: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_vmm::protocol::{self as vmm, MigrationRound};
+
+    #[test]
+    fn the_wire_mirror_reads_kiln_vmm_migration_status() {
+        let status = vmm::MigrationStatus {
+            role: vmm::MigrationRole::Outgoing,
+            phase: vmm::MigrationPhase::StopAndCopy,
+            peer: "/run/x.sock".into(),
+            downtime_budget_ms: 50,
+            bwlimit_mib_s: Some(100),
+            guest_memory_bytes: 1 << 27,
+            rounds: vec![MigrationRound {
+                round: 0,
+                pages_sent: 7,
+                ..MigrationRound::default()
+            }],
+            bytes_transferred: 9,
+            throttle_percent: 20,
+            elapsed_ms: 3,
+            total_ms: None,
+            downtime_us: Some(4),
+            restore_us: None,
+            error: None,
+        };
+        let wire = to_wire(&status).expect("same JSON");
+        assert_eq!(
+            wire.phase,
+            kiln_node_client::wire::MigrationPhase::StopAndCopy
+        );
+        assert_eq!(wire.rounds[0].pages_sent, 7);
+        assert_eq!(
+            serde_json::to_value(&wire).expect("json"),
+            serde_json::to_value(&status).expect("json")
+        );
+    }
+}
