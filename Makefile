@@ -60,8 +60,9 @@ bench: guest
 	target/release/kiln-bench --bin-dir target/release \
 		--guest target/guest/x86_64-unknown-none/release/kiln-test-guest $(BENCH_ARGS)
 
-## Remove the demo cluster's data (database, certificates, node data).
+## Stop the demo cluster's VMs and remove its data (database, certificates, node data).
 demo-clean:
+	-[ -d data ] && pkill -TERM -f "$(CURDIR)/data/n[0-9]*/" ; true
 	rm -rf data
 
 .PHONY: guest-linux test-linux

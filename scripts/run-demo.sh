@@ -16,7 +16,9 @@ cleanup() {
   echo; echo "[kiln] stopping..."
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  echo "[kiln] stopped"
+  echo "[kiln] stopped the server and the node agents; running VMs keep running (their kiln-vmm"
+  echo "[kiln] processes outlive the agents by design) and the next 'make run' re-attaches them;"
+  echo "[kiln] 'make demo-clean' stops them and deletes the demo data"
 }
 trap cleanup INT TERM EXIT
 
