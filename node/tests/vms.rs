@@ -7,14 +7,14 @@
 #[allow(dead_code)]
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use kiln_node_client::tokio_tungstenite::tungstenite::Message;
 use kiln_node_client::wire::{VmPowerState, VmRuntime, VmSpec, TEST_GUEST_IMAGE};
 use kiln_node_client::{ConsoleSocket, NodeClient, NodeClientError};
-use support::{free_port, require_vm_binaries, write_data_dir, Agent, TestCa};
+use support::{free_port, require_vm_binaries, write_data_dir, Agent, TestCa, VmReaper};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const PROMPT: &str = "kiln> ";
@@ -100,24 +100,6 @@ impl TestNode {
         Console {
             ws,
             seen: Vec::new(),
-        }
-    }
-}
-
-/// Stops every kiln-vmm under a data directory (they outlive the agent by design).
-struct VmReaper(PathBuf);
-
-impl Drop for VmReaper {
-    fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.0.join("vms")) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let socket = entry.path().join("control.sock");
-            if let Ok(mut control) = kiln_vmm::control::client::ControlClient::connect(&socket) {
-                let _ = control.set_timeout(Some(Duration::from_secs(5)));
-                let _ = control.stop();
-            }
         }
     }
 }

@@ -269,3 +269,22 @@ impl Drop for Agent {
         let _ = self.child.wait();
     }
 }
+
+/// Stops every kiln-vmm under a data directory (they outlive the agent by design),
+/// when dropped.
+pub struct VmReaper(pub PathBuf);
+
+impl Drop for VmReaper {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.0.join("vms")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let socket = entry.path().join("control.sock");
+            if let Ok(mut control) = kiln_vmm::control::client::ControlClient::connect(&socket) {
+                let _ = control.set_timeout(Some(Duration::from_secs(5)));
+                let _ = control.stop();
+            }
+        }
+    }
+}

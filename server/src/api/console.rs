@@ -19,7 +19,6 @@ use super::error::ApiError;
 use super::nodes::known_node;
 use super::qemu::find_vm;
 use crate::auth::{authorize, session, AuthUser, Privilege};
-use crate::cluster::Purpose;
 use crate::state::AppState;
 use crate::vms::observe;
 
@@ -68,10 +67,7 @@ pub async fn console(
         )));
     }
     let rec = known_node(&app, &node).await?;
-    let client = app
-        .clients
-        .get(&rec, Purpose::Operation)
-        .map_err(ApiError::Unavailable)?;
+    let client = app.clients.operation(&rec).map_err(ApiError::Unavailable)?;
     // Connect before upgrading, so that a failure is an HTTP error the UI can show.
     let upstream = client
         .console(vm.vmid)

@@ -11,7 +11,6 @@ use super::error::{ok, ApiError, ApiResult};
 use super::nodes::known_node;
 use super::params::{Body, Query};
 use crate::auth::{authorize, AuthUser, Privilege};
-use crate::cluster::Purpose;
 use crate::db::VmRecord;
 use crate::state::AppState;
 use crate::vms::{self, check_name, check_vmid, lifecycle, observe, placement, Observed};
@@ -196,10 +195,7 @@ pub async fn images(
 ) -> ApiResult<Vec<ImageEntry>> {
     authorize(&user.userid, &format!("/nodes/{node}"), Privilege::SysAudit)?;
     let rec = known_node(&app, &node).await?;
-    let client = app
-        .clients
-        .get(&rec, Purpose::Operation)
-        .map_err(ApiError::Unavailable)?;
+    let client = app.clients.operation(&rec).map_err(ApiError::Unavailable)?;
     let list = client
         .images()
         .await
@@ -247,7 +243,7 @@ pub async fn create(
     let onboot = flag(req.onboot, "onboot")?;
     let start = flag(req.start, "start")?;
     // The image must exist on the node (when the node can tell).
-    if let Ok(client) = app.clients.get(&rec, Purpose::Operation) {
+    if let Ok(client) = app.clients.operation(&rec) {
         if let Ok(list) = client.images().await {
             if !list.iter().any(|i| i.name == image) {
                 let names: Vec<_> = list.iter().map(|i| i.name.as_str()).collect();

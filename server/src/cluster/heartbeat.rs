@@ -6,7 +6,6 @@ use std::time::Duration;
 use futures::future::join_all;
 use kiln_api_types::NodeState;
 
-use super::Purpose;
 use crate::state::AppState;
 
 /// Run forever: one heartbeat round per `period`.
@@ -26,7 +25,7 @@ pub async fn run(app: AppState, period: Duration) {
             .retain(&nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>());
         let mut calls = Vec::new();
         for rec in &nodes {
-            match app.clients.get(rec, Purpose::Heartbeat) {
+            match app.clients.heartbeat(rec) {
                 Ok(c) => {
                     calls.push(async move {
                         (

@@ -5,5 +5,5 @@ mod clients;
 pub mod heartbeat;
 mod registry;
 
-pub use clients::{NodeClients, Purpose};
+pub use clients::NodeClients;
 pub use registry::{ChangeSignal, NodeRegistry, NodeRuntime};

@@ -4,7 +4,6 @@
 use kiln_node_client::wire::VmSpec;
 use kiln_node_client::NodeClient;
 
-use crate::cluster::Purpose;
 use crate::db::VmRecord;
 use crate::state::AppState;
 use crate::tasks::TaskLogger;
@@ -28,7 +27,7 @@ async fn client(app: &AppState, node: &str) -> Result<NodeClient, String> {
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("node {node} is no longer part of the cluster"))?;
-    app.clients.get(&rec, Purpose::Operation)
+    app.clients.operation(&rec)
 }
 
 async fn record_desired(app: &AppState, vmid: u32, desired: &str, log: &TaskLogger) {
