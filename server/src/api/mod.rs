@@ -6,6 +6,7 @@ mod console;
 pub mod error;
 mod events;
 pub mod join;
+mod migrate;
 mod nodes;
 pub mod params;
 mod qemu;
@@ -33,6 +34,10 @@ pub fn router() -> Router<AppState> {
         .route("/api2/json/nodes/{node}/status", get(nodes::status))
         .route("/api2/json/nodes/{node}/tasks", get(tasks::list_node))
         .route(
+            "/api2/json/nodes/{node}/tasks/{upid}",
+            axum::routing::delete(tasks::stop),
+        )
+        .route(
             "/api2/json/nodes/{node}/tasks/{upid}/status",
             get(tasks::status),
         )
@@ -51,6 +56,10 @@ pub fn router() -> Router<AppState> {
             get(qemu::get_config)
                 .put(qemu::set_config)
                 .post(qemu::set_config),
+        )
+        .route(
+            "/api2/json/nodes/{node}/qemu/{vmid}/migrate",
+            get(migrate::preconditions).post(migrate::migrate),
         )
         .route(
             "/api2/json/nodes/{node}/qemu/{vmid}/status/current",

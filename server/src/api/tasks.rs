@@ -12,9 +12,15 @@ use crate::db::{TaskFilter, TaskRecord};
 use crate::state::AppState;
 use crate::tasks::Upid;
 
-/// Convert a row to its API form.
-pub fn summary(t: TaskRecord) -> TaskSummary {
+/// Convert a row to its API form (with the progress of a running task).
+pub fn summary(app: &AppState, t: TaskRecord) -> TaskSummary {
+    let progress = if t.status == "running" {
+        app.tasks.progress(&t.upid)
+    } else {
+        None
+    };
     TaskSummary {
+        progress,
         upid: t.upid,
         node: t.node,
         pid: t.pid,
@@ -68,7 +74,7 @@ pub async fn list_node(
         limit,
     };
     let tasks = app.db.tasks(&filter).await?;
-    Ok(ok(tasks.into_iter().map(summary).collect()))
+    Ok(ok(tasks.into_iter().map(|t| summary(&app, t)).collect()))
 }
 
 /// The newest tasks of the whole cluster (for the task panel).
@@ -87,7 +93,7 @@ pub async fn recent(
         .await?
         .into_iter()
         .filter(|t| authorize(userid, &format!("/nodes/{}", t.node), Privilege::SysAudit).is_ok())
-        .map(summary)
+        .map(|t| summary(app, t))
         .collect())
 }
 
@@ -128,7 +134,10 @@ pub async fn status(
     user: AuthUser,
     Path((node, upid)): Path<(String, String)>,
 ) -> ApiResult<TaskSummary> {
-    Ok(ok(summary(find_task(&app, &user, &node, &upid).await?)))
+    Ok(ok(summary(
+        &app,
+        find_task(&app, &user, &node, &upid).await?,
+    )))
 }
 
 /// Query of the task log.
@@ -158,4 +167,31 @@ pub async fn log(
         .into_iter()
         .map(|(n, t)| TaskLogLine { n, t })
         .collect()))
+}
+
+/// `DELETE /api2/json/nodes/{node}/tasks/{upid}`: ask a running task to stop (its owner, or
+/// anyone with `Sys.Modify` on the node). A stopped live migration leaves the VM where it was.
+pub async fn stop(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path((node, upid)): Path<(String, String)>,
+) -> ApiResult<()> {
+    let task = find_task(&app, &user, &node, &upid).await?;
+    if task.user != user.userid {
+        authorize(
+            &user.userid,
+            &format!("/nodes/{node}"),
+            Privilege::SysModify,
+        )?;
+    }
+    if task.status != "running" {
+        return Err(ApiError::Conflict(format!(
+            "task {upid} has already ended ({})",
+            task.exitstatus.unwrap_or_default()
+        )));
+    }
+    app.tasks
+        .request_stop(&task.upid)
+        .map_err(|e| ApiError::Conflict(format!("cannot stop task {upid}: {e}")))?;
+    Ok(ok(()))
 }

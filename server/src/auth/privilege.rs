@@ -23,6 +23,8 @@ pub enum Privilege {
     VmAllocate,
     /// Change a VM's CPU, memory and boot options (`VM.Config.Options`).
     VmConfig,
+    /// Move a VM to another node (`VM.Migrate`).
+    VmMigrate,
 }
 
 impl fmt::Display for Privilege {
@@ -35,6 +37,7 @@ impl fmt::Display for Privilege {
             Privilege::VmPowerMgmt => "VM.PowerMgmt",
             Privilege::VmAllocate => "VM.Allocate",
             Privilege::VmConfig => "VM.Config.Options",
+            Privilege::VmMigrate => "VM.Migrate",
         })
     }
 }
