@@ -156,7 +156,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         reconciler: vms::reconcile::Reconciler::default(),
         placement: tokio::sync::Mutex::new(()),
         memory_overcommit: args.memory_overcommit,
-        nodes: NodeRegistry::new(args.node_timeout()),
+        nodes: NodeRegistry::new(args.node_timeout(), args.lease_policy()?),
         changes,
         login_limiter: LoginLimiter::new(LoginLimits::default()),
         login_failure_delay: Duration::from_millis(args.login_failure_delay_ms),
