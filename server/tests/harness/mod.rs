@@ -26,6 +26,8 @@ pub struct ServerOptions {
     pub ha_lease_secs: u64,
     /// Margin on top of the lease before the server recovers a silent node's HA VMs.
     pub ha_lease_margin_ms: u64,
+    /// Heartbeat period.
+    pub heartbeat_ms: u64,
 }
 
 impl Default for ServerOptions {
@@ -38,6 +40,7 @@ impl Default for ServerOptions {
             memory_overcommit: 1.0,
             ha_lease_secs: 3,
             ha_lease_margin_ms: 500,
+            heartbeat_ms: 300,
         }
     }
 }
@@ -103,7 +106,7 @@ fn spawn_server(dir: &Path, port: u16, opts: &ServerOptions) -> Proc {
         .arg(dir.join("server"))
         .arg("--site-root")
         .arg(dir.join("no-site"))
-        .args(["--heartbeat-ms", "300"])
+        .args(["--heartbeat-ms", &opts.heartbeat_ms.to_string()])
         .args(["--node-timeout-secs", &opts.node_timeout_secs.to_string()])
         .args([
             "--login-failure-delay-ms",
