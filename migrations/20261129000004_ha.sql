@@ -37,3 +37,9 @@ CREATE TABLE ha_service_state (
     reason     TEXT,                                 -- why it is where it is (error, waiting for a node)
     updated_at INTEGER NOT NULL
 );
+
+-- Nodes in maintenance: HA moves its resources away and places nothing there.
+CREATE TABLE ha_node_maintenance (
+    node  TEXT PRIMARY KEY NOT NULL,
+    since INTEGER NOT NULL
+);

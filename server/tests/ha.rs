@@ -545,6 +545,51 @@ async fn a_recovered_vm_fails_back_when_its_higher_priority_node_returns() {
     assert!(tasks.contains("harelocate"), "{tasks}");
 }
 
+#[tokio::test]
+async fn maintenance_drains_a_node_and_nothing_returns_until_it_ends() {
+    let (c, api) = ha_cluster(&["n1", "n2"], &[100]).await;
+    add_resource(&api, "vm:100", r#", "state": "stopped""#).await;
+    add_rule(
+        &api,
+        r#"{"rule": "home", "type": "node-affinity", "resources": "vm:100", "nodes": "n1:2,n2:1"}"#,
+    )
+    .await;
+    api.put(
+        "/api2/json/cluster/ha/resources/vm:100",
+        r#"{"state": "started"}"#,
+    )
+    .await;
+    wait_running_on(&api, 100, "n1", LONG).await;
+
+    let (code, body) = api
+        .post("/api2/kiln/nodes/n1/maintenance", r#"{"enable": 1}"#)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    wait_running_on(&api, 100, "n2", LONG).await;
+    let status = api
+        .get("/api2/json/cluster/ha/status/manager_status")
+        .await
+        .1;
+    assert_eq!(
+        status["data"]["manager_status"]["node_status"]["n1"], "maintenance",
+        "{status}"
+    );
+    // n1 has the higher priority, but stays empty while in maintenance.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(vm_resource(&api, 100).await["node"], "n2");
+
+    let (code, body) = api
+        .post("/api2/kiln/nodes/n1/maintenance", r#"{"enable": 0}"#)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    wait_running_on(&api, 100, "n1", LONG).await;
+    assert_eq!(vmm_copies(c.dir(), 100).len(), 1);
+    let (code, body) = api
+        .post("/api2/kiln/nodes/nx/maintenance", r#"{"enable": 1}"#)
+        .await;
+    assert_eq!(code, 404, "{body}");
+}
+
 /// Failover time with the default timings (heartbeat 1 s, lease 8 s, margin 2 s, node
 /// timeout 5 s): `cargo test -p kiln-server --test ha -- --ignored --nocapture failover`.
 #[tokio::test]

@@ -228,12 +228,14 @@ pub async fn update_resource(
             "max_relocate" => r.max_relocate = 1,
             "failback" => r.failback = true,
             "comment" => r.comment.clear(),
-            other => return Err(ApiError::param(
-                "delete",
-                format!(
+            other => {
+                return Err(ApiError::param(
+                    "delete",
+                    format!(
                     "'{other}' cannot be reset; use max_restart, max_relocate, failback or comment"
                 ),
-            )),
+                ))
+            }
         }
     }
     if let Some(s) = check_state(req.state.as_deref())? {
@@ -615,6 +617,47 @@ pub async fn delete_rule(
     Ok(ok(()))
 }
 
+/// Body of `POST /api2/kiln/nodes/{node}/maintenance`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceRequest {
+    /// 1: enter maintenance, 0: leave it.
+    #[serde(default, deserialize_with = "pve_bool")]
+    pub enable: Option<bool>,
+}
+
+/// `POST /api2/kiln/nodes/{node}/maintenance` (Kiln extension; Proxmox's
+/// `ha-manager crm-command node-maintenance enable|disable`): HA moves the node's resources
+/// away and places nothing there until it leaves maintenance.
+pub async fn maintenance(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path(node): Path<String>,
+    Body(req): Body<MaintenanceRequest>,
+) -> ApiResult<()> {
+    authorize(
+        &user.userid,
+        &format!("/nodes/{node}"),
+        Privilege::SysModify,
+    )?;
+    if app.db.node(&node).await?.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "no node '{node}' in the cluster"
+        )));
+    }
+    let enable = req
+        .enable
+        .ok_or_else(|| ApiError::param("enable", "property is missing and it is not optional"))?;
+    app.db.set_ha_maintenance(&node, enable).await?;
+    tracing::info!(
+        node = %node,
+        "node {} maintenance",
+        if enable { "enters" } else { "leaves" }
+    );
+    app.changes.notify();
+    Ok(ok(()))
+}
+
 fn lease_left(app: &AppState, node: &str) -> Option<u64> {
     app.nodes.get(node).lease.and_then(|l| l.remaining_ms)
 }
@@ -651,10 +694,12 @@ pub async fn status_current(
             "kiln-server (the HA manager runs in the console server)".into(),
         ),
     ];
+    let maintenance = app.db.ha_maintenance_nodes().await?;
     for n in app.db.nodes().await? {
         let state = app.nodes.get(&n.name).state(app.nodes.timeout());
         let left = lease_left(&app, &n.name);
         let status = match (state, left) {
+            (NodeState::Online, _) if maintenance.contains(&n.name) => "maintenance mode".into(),
             (NodeState::Online, Some(ms)) if ms > 0 => format!("active (lease {} ms left)", ms),
             (NodeState::Online, _) => "waiting for a lease".into(),
             _ if app.nodes.lease_surely_expired(&n.name) => {
@@ -700,9 +745,12 @@ pub async fn manager_status(
     let policy = app.nodes.lease_policy();
     let mut node_status = serde_json::Map::new();
     let mut lrm_status = serde_json::Map::new();
+    let maintenance = app.db.ha_maintenance_nodes().await?;
     for n in app.db.nodes().await? {
         let online = app.nodes.get(&n.name).state(app.nodes.timeout()) == NodeState::Online;
-        let word = if online {
+        let word = if online && maintenance.contains(&n.name) {
+            "maintenance"
+        } else if online {
             "online"
         } else if app.nodes.lease_surely_expired(&n.name) {
             "fenced"

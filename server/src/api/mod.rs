@@ -102,6 +102,7 @@ pub fn router() -> Router<AppState> {
             get(ha::manager_status),
         )
         .route("/api2/json/cluster/join-tokens", post(join::create_token))
+        .route("/api2/kiln/nodes/{node}/maintenance", post(ha::maintenance))
         .route("/api2/kiln/ca", get(join::ca))
         .route("/api2/kiln/join", post(join::join))
         .route("/api2/kiln/events", get(events::stream))

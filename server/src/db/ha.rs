@@ -274,6 +274,33 @@ impl Db {
         Ok(())
     }
 
+    /// Nodes in maintenance.
+    pub async fn ha_maintenance_nodes(&self) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query("SELECT node FROM ha_node_maintenance ORDER BY node")
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing nodes in maintenance")?;
+        Ok(rows.into_iter().map(|r| r.get("node")).collect())
+    }
+
+    /// Put `node` in maintenance or take it out.
+    pub async fn set_ha_maintenance(&self, node: &str, on: bool) -> Result<(), DbError> {
+        let query = if on {
+            sqlx::query(
+                "INSERT INTO ha_node_maintenance (node, since) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(node)
+            .bind(unix_now())
+        } else {
+            sqlx::query("DELETE FROM ha_node_maintenance WHERE node = ?").bind(node)
+        };
+        query
+            .execute(&self.pool)
+            .await
+            .ctx("changing a node's maintenance mode")?;
+        Ok(())
+    }
+
     /// Place VM `vmid` on `node` (HA recovery and relocation move the configuration).
     pub async fn set_vm_node(&self, vmid: u32, node: &str) -> Result<(), DbError> {
         sqlx::query("UPDATE vms SET node = ? WHERE vmid = ?")
@@ -349,5 +376,16 @@ mod tests {
         assert_eq!(db.ha_rules().await.unwrap(), vec![rule.clone()]);
         assert!(db.delete_ha_rule("prefer-n2").await.unwrap());
         assert!(!db.delete_ha_rule("prefer-n2").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn maintenance_is_switched_on_and_off_per_node() {
+        let (db, _dir) = temp_db().await;
+        db.set_ha_maintenance("n2", true).await.unwrap();
+        db.set_ha_maintenance("n2", true).await.unwrap();
+        db.set_ha_maintenance("n1", true).await.unwrap();
+        assert_eq!(db.ha_maintenance_nodes().await.unwrap(), vec!["n1", "n2"]);
+        db.set_ha_maintenance("n1", false).await.unwrap();
+        assert_eq!(db.ha_maintenance_nodes().await.unwrap(), vec!["n2"]);
     }
 }

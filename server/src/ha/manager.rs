@@ -95,6 +95,8 @@ impl HaManager {
 /// What one round knows of the cluster.
 struct Round {
     nodes: Vec<NodeRecord>,
+    /// Nodes in maintenance: nothing is placed there, their resources move away.
+    maintenance: BTreeSet<String>,
     rules: Rules,
     candidates: Vec<Candidate>,
     /// Where each resource is (or is being put).
@@ -193,8 +195,13 @@ async fn round(app: &AppState) -> Result<(), crate::db::DbError> {
         }
     };
     let services = app.db.ha_services().await?;
+    let maintenance: BTreeSet<String> = app.db.ha_maintenance_nodes().await?.into_iter().collect();
     let mut round = Round {
-        candidates: candidates(app, &nodes),
+        candidates: candidates(app, &nodes)
+            .into_iter()
+            .filter(|c| !maintenance.contains(&c.node))
+            .collect(),
+        maintenance,
         nodes,
         rules,
         located: HashMap::new(),
@@ -474,8 +481,8 @@ async fn started(
     }
 }
 
-/// Move a running resource to a node of higher priority (failback), or off a node a strict
-/// rule no longer allows.
+/// Move a running resource off a node in maintenance, to a node of higher priority
+/// (failback), or off a node a strict rule no longer allows.
 async fn failback(
     app: &AppState,
     round: &mut Round,
@@ -483,6 +490,9 @@ async fn failback(
     vm: &VmRecord,
     mut svc: HaServiceRecord,
 ) -> Result<(), crate::db::DbError> {
+    if round.maintenance.contains(&vm.node) {
+        return drain(app, round, vm, svc).await;
+    }
     let Some(rule) = round.rules.node_affinity(&svc.sid) else {
         return Ok(());
     };
@@ -509,6 +519,44 @@ async fn failback(
     round.reserve(&svc.sid, &best, vm);
     save(app, &svc).await?;
     relocate(app, vm, svc, best, "harelocate", "failback").await
+}
+
+/// Move a resource off its node in maintenance (by stop and start: HA does not use live
+/// migration yet).
+async fn drain(
+    app: &AppState,
+    round: &mut Round,
+    vm: &VmRecord,
+    mut svc: HaServiceRecord,
+) -> Result<(), crate::db::DbError> {
+    let need = round.need(&svc.sid, vm);
+    match placement::choose(&round.candidates, &need) {
+        Ok(target) => {
+            if !apply(&mut svc, Event::RelocateRequested) {
+                return Ok(());
+            }
+            svc.target = Some(target.clone());
+            svc.reason = Some(format!(
+                "node {} is in maintenance: moving to {target}",
+                vm.node
+            ));
+            round.reserve(&svc.sid, &target, vm);
+            save(app, &svc).await?;
+            relocate(app, vm, svc, target, "harelocate", "maintenance").await
+        }
+        Err(why) => {
+            let reason = format!(
+                "node {} is in maintenance, but the VM cannot leave it: {why}",
+                vm.node
+            );
+            if svc.reason.as_deref() != Some(reason.as_str()) {
+                tracing::warn!(sid = %svc.sid, "{reason}");
+                svc.reason = Some(reason);
+                save(app, &svc).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Start on the VM's own node if it may run there, else wherever placement says.
