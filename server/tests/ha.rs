@@ -248,6 +248,61 @@ async fn a_frozen_agents_vm_fences_itself_before_it_starts_elsewhere_and_never_c
 }
 
 #[tokio::test]
+async fn a_node_cut_off_from_the_server_fences_its_vm_before_it_starts_elsewhere() {
+    let c = Cluster::start(ServerOptions::default()).await;
+    let relay = c.add_node_behind_relay("n1").await;
+    c.add_node("n2").await;
+    let api = c.login().await;
+    api.wait_for_nodes_online(&["n1", "n2"], LONG).await;
+    api.task_ok(
+        "n1",
+        "/api2/json/nodes/n1/qemu",
+        r#"{"vmid": 100, "memory": 64}"#,
+    )
+    .await;
+    add_resource(&api, "vm:100", "").await;
+    let pid = wait_running_on(&api, 100, "n1", LONG).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    relay.cut();
+    let cut = Instant::now();
+    let mut fenced_at = None;
+    loop {
+        let copies = vmm_copies(c.dir(), 100);
+        let on_n1 = copies
+            .iter()
+            .any(|(n, p)| n == "n1" && u64::from(*p) == pid);
+        let on_n2 = copies.iter().any(|(n, _)| n == "n2");
+        if !on_n1 && fenced_at.is_none() {
+            fenced_at = Some(cut.elapsed());
+        }
+        assert!(!(on_n1 && on_n2), "two copies at once: {copies:?}");
+        if on_n2 {
+            break;
+        }
+        assert!(cut.elapsed() < LONG, "{}", service(&api, "vm:100").await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fenced_at = fenced_at.expect("the n1 copy ended first");
+    eprintln!(
+        "cut-off node: VMM fenced after {fenced_at:?}, VM started on n2 after {:?}",
+        cut.elapsed()
+    );
+    assert!(fenced_at >= Duration::from_millis(1500), "{fenced_at:?}");
+    wait_running_on(&api, 100, "n2", LONG).await;
+
+    // The network comes back: the agent, alive all along, restarts nothing.
+    relay.restore();
+    api.wait_for_node_state("n1", "online", LONG).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let copies = vmm_copies(c.dir(), 100);
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0].0, "n2");
+    let n1 = api.get("/api2/json/cluster/ha/status/current").await.1;
+    assert!(n1.to_string().contains("lrm:n1"), "{n1}");
+}
+
+#[tokio::test]
 async fn a_crashing_vm_is_restarted_then_relocated_then_put_in_error() {
     let (_c, api) = ha_cluster(&["n1", "n2"], &[100]).await;
     add_resource(&api, "vm:100", r#", "max_restart": 1, "max_relocate": 1"#).await;

@@ -282,6 +282,42 @@ impl Cluster {
         Ok(())
     }
 
+    /// Join a node whose API the server reaches only through a TCP relay the test can cut
+    /// (a network partition between server and node: both stay alive), and start its agent.
+    pub async fn add_node_behind_relay(&self, name: &str) -> Relay {
+        let node_port = free_port();
+        let relay = Relay::start(node_port).await;
+        let data = self.dir.path().join(name);
+        let out = tokio::process::Command::new(node_bin())
+            .args([
+                "join",
+                &self.base,
+                &self.join_token(),
+                "--name",
+                name,
+                "--listen",
+                &format!("127.0.0.1:{node_port}"),
+                "--advertise",
+                &format!("https://127.0.0.1:{}", relay.port),
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .await
+            .expect("kiln-node join");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.nodes
+            .lock()
+            .expect("lock")
+            .insert(name.to_owned(), (None, data));
+        self.restart_node(name);
+        relay
+    }
+
     /// Join a node and start its agent.
     pub async fn add_node(&self, name: &str) {
         let token = self.join_token();
@@ -521,5 +557,66 @@ impl Api {
             assert!(Instant::now() < deadline, "{node} not {state}: {body}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// A TCP relay from a port of its own to a node's API port. `cut()` drops every connection
+/// and blackholes new ones (accepted, never answered), as a lost network would;
+/// `restore()` relays again.
+pub struct Relay {
+    pub port: u16,
+    cut: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target_port: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("relay listener");
+        let port = listener.local_addr().expect("relay addr").port();
+        let cut = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
+        let cut2 = cut.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut cut_rx = cut2.subscribe();
+                tokio::spawn(async move {
+                    if *cut_rx.borrow() {
+                        // Blackhole: hold the connection, never answer.
+                        let _ = cut_rx.wait_for(|c| !*c).await;
+                        return;
+                    }
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        Relay { port, cut, task }
+    }
+
+    /// Cut the network between server and node.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Let traffic through again.
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
