@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use kiln_api_types::NodeState;
 
-use super::actions;
 use super::placement::{self, Candidate, Need};
-use super::rules::{parse_sid, Rules};
+use super::rules::Rules;
 use super::state::{crash_event, transition, Event, HaState, Requested};
+use super::{actions, moves};
 use crate::db::{HaResourceRecord, HaServiceRecord, NodeRecord, VmRecord};
 use crate::state::AppState;
 use crate::vms::{observe, Observed};
@@ -59,7 +59,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl HaManager {
-    fn try_busy(&self, sid: &str) -> Option<Busy> {
+    pub(super) fn try_busy(&self, sid: &str) -> Option<Busy> {
         let mut set = lock(&self.busy);
         if !set.insert(sid.to_owned()) {
             return None;
@@ -70,7 +70,7 @@ impl HaManager {
         })
     }
 
-    fn is_busy(&self, sid: &str) -> bool {
+    pub(super) fn is_busy(&self, sid: &str) -> bool {
         lock(&self.busy).contains(sid)
     }
 
@@ -87,18 +87,18 @@ impl HaManager {
             .is_some_and(|t| Instant::now() < *t)
     }
 
-    fn back_off(&self, sid: &str) {
+    pub(super) fn back_off(&self, sid: &str) {
         lock(&self.backoff).insert(sid.to_owned(), Instant::now() + RETRY_AFTER);
     }
 }
 
 /// What one round knows of the cluster.
-struct Round {
-    nodes: Vec<NodeRecord>,
+pub(super) struct Round {
+    pub(super) nodes: Vec<NodeRecord>,
     /// Nodes in maintenance: nothing is placed there, their resources move away.
     maintenance: BTreeSet<String>,
     rules: Rules,
-    candidates: Vec<Candidate>,
+    pub(super) candidates: Vec<Candidate>,
     /// Where each resource is (or is being put).
     located: HashMap<String, String>,
 }
@@ -109,7 +109,7 @@ impl Round {
             && app.nodes.get(node).state(app.nodes.timeout()) == NodeState::Online
     }
 
-    fn need<'a>(&'a self, sid: &str, vm: &VmRecord) -> Need<'a> {
+    pub(super) fn need<'a>(&'a self, sid: &str, vm: &VmRecord) -> Need<'a> {
         let nodes_of = |peers: BTreeSet<String>| -> BTreeSet<String> {
             peers
                 .iter()
@@ -126,7 +126,7 @@ impl Round {
     }
 
     /// Reserve `vm`'s memory on `node` for the rest of the round.
-    fn reserve(&mut self, sid: &str, node: &str, vm: &VmRecord) {
+    pub(super) fn reserve(&mut self, sid: &str, node: &str, vm: &VmRecord) {
         if let Some(c) = self.candidates.iter_mut().find(|c| c.node == node) {
             c.free_mib = c.free_mib.saturating_sub(u64::from(vm.memory_mib));
         }
@@ -243,7 +243,7 @@ async fn round(app: &AppState) -> Result<(), crate::db::DbError> {
 }
 
 /// Apply `event` to `svc`; false (and an error in the log) if the table refuses it.
-fn apply(svc: &mut HaServiceRecord, event: Event) -> bool {
+pub(super) fn apply(svc: &mut HaServiceRecord, event: Event) -> bool {
     let from = svc.state.parse::<HaState>().unwrap_or(HaState::Error);
     match transition(from, event) {
         Ok(to) => {
@@ -260,7 +260,7 @@ fn apply(svc: &mut HaServiceRecord, event: Event) -> bool {
     }
 }
 
-async fn save(app: &AppState, svc: &HaServiceRecord) -> Result<(), crate::db::DbError> {
+pub(super) async fn save(app: &AppState, svc: &HaServiceRecord) -> Result<(), crate::db::DbError> {
     app.db.save_ha_service(svc).await?;
     app.changes.notify();
     Ok(())
@@ -298,7 +298,7 @@ async fn step(
                 apply(&mut svc, Event::Request(requested));
                 save(app, &svc).await?;
                 if svc.state == HaState::RequestStop.as_str() {
-                    return stop(app, vm, svc).await;
+                    return moves::stop(app, vm, svc).await;
                 }
                 if requested == Requested::Ignored {
                     actions::unguard(app, vm.vmid, &vm.node).await;
@@ -324,7 +324,7 @@ async fn step(
             } else if !observe(app, vm).is_active() {
                 apply(&mut svc, Event::StopConfirmed);
             } else if !app.ha.is_busy(&svc.sid) {
-                return stop(app, vm, svc).await;
+                return moves::stop(app, vm, svc).await;
             }
         }
         HaState::Fence => {
@@ -347,7 +347,7 @@ async fn step(
             if requested != Requested::Started {
                 apply(&mut svc, Event::Request(requested));
             } else {
-                return recover(app, round, vm, svc).await;
+                return moves::recover(app, round, vm, svc).await;
             }
         }
         HaState::Relocate | HaState::Migrate => {
@@ -356,7 +356,8 @@ async fn step(
                 apply(&mut svc, Event::NodeLost);
             } else {
                 let target = svc.target.clone().unwrap_or_else(|| vm.node.clone());
-                return relocate(app, vm, svc, target, "harelocate", "resuming a move").await;
+                return moves::relocate(app, vm, svc, target, "harelocate", "resuming a move")
+                    .await;
             }
         }
         HaState::Error => {
@@ -439,7 +440,7 @@ async fn started(
             ));
             save(app, &svc).await?;
             let node = vm.node.clone();
-            spawn_start(app, round, vm, svc, node, "hastart").await
+            moves::spawn_start(app, round, vm, svc, node, "hastart").await
         }
         Event::CrashRelocate => {
             svc.relocates += 1;
@@ -457,7 +458,7 @@ async fn started(
                     svc.target = Some(target.clone());
                     round.reserve(&svc.sid, &target, vm);
                     save(app, &svc).await?;
-                    relocate(app, vm, svc, target, "harelocate", "after crashes").await
+                    moves::relocate(app, vm, svc, target, "harelocate", "after crashes").await
                 }
                 Err(why) => {
                     apply(&mut svc, Event::MoveGaveUp);
@@ -518,7 +519,7 @@ async fn failback(
     ));
     round.reserve(&svc.sid, &best, vm);
     save(app, &svc).await?;
-    relocate(app, vm, svc, best, "harelocate", "failback").await
+    moves::relocate(app, vm, svc, best, "harelocate", "failback").await
 }
 
 /// Move a resource off its node in maintenance (by stop and start: HA does not use live
@@ -542,7 +543,7 @@ async fn drain(
             ));
             round.reserve(&svc.sid, &target, vm);
             save(app, &svc).await?;
-            relocate(app, vm, svc, target, "harelocate", "maintenance").await
+            moves::relocate(app, vm, svc, target, "harelocate", "maintenance").await
         }
         Err(why) => {
             let reason = format!(
@@ -588,7 +589,7 @@ async fn start_here_or_place(
         placement::choose(&round.candidates, &need)
     };
     match target {
-        Ok(node) => spawn_start(app, round, vm, svc, node, kind).await,
+        Ok(node) => moves::spawn_start(app, round, vm, svc, node, kind).await,
         Err(why) => {
             let reason = format!("cannot start: {why}");
             if svc.reason.as_deref() != Some(reason.as_str()) {
@@ -600,307 +601,4 @@ async fn start_here_or_place(
             Ok(())
         }
     }
-}
-
-/// Start `vm` on `node` in a task; the resource stays `started`.
-async fn spawn_start(
-    app: &AppState,
-    round: &mut Round,
-    vm: &VmRecord,
-    svc: HaServiceRecord,
-    node: String,
-    kind: &'static str,
-) -> Result<(), crate::db::DbError> {
-    let Some(busy) = app.ha.try_busy(&svc.sid) else {
-        return Ok(());
-    };
-    let Ok(vm_lock) = app.vm_locks.lock(vm.vmid, kind) else {
-        return Ok(()); // another operation holds the VM; next round
-    };
-    round.reserve(&svc.sid, &node, vm);
-    let (app2, vm2) = (app.clone(), vm.clone());
-    let task_node = node.clone();
-    app.tasks
-        .spawn(
-            &task_node,
-            kind,
-            &vm.vmid.to_string(),
-            crate::auth::privilege::ROOT,
-            (busy, vm_lock),
-            move |log| async move {
-                if let Some(reason) = &svc.reason {
-                    log.log(format!("HA: {reason}")).await;
-                }
-                let result = actions::start_on(&app2, &vm2, &node, &log).await;
-                let mut svc = svc;
-                svc.node = node.clone();
-                if result.is_err() {
-                    app2.ha.back_off(&svc.sid);
-                }
-                if let Err(e) = save(&app2, &svc).await {
-                    log.log(format!("warning: cannot save the HA state: {e}"))
-                        .await;
-                }
-                result
-            },
-        )
-        .await
-        .map(|_| ())
-}
-
-/// Stop a resource whose requested state is no longer `started`.
-async fn stop(
-    app: &AppState,
-    vm: &VmRecord,
-    svc: HaServiceRecord,
-) -> Result<(), crate::db::DbError> {
-    let Some(busy) = app.ha.try_busy(&svc.sid) else {
-        return Ok(());
-    };
-    let Ok(vm_lock) = app.vm_locks.lock(vm.vmid, "hastop") else {
-        return Ok(());
-    };
-    let (app2, vm2) = (app.clone(), vm.clone());
-    app.tasks
-        .spawn(
-            &vm.node,
-            "hastop",
-            &vm.vmid.to_string(),
-            crate::auth::privilege::ROOT,
-            (busy, vm_lock),
-            move |log| async move {
-                let result = actions::stop_on(&app2, &vm2, &vm2.node, &log).await;
-                let mut svc = svc;
-                if result.is_ok() && apply(&mut svc, Event::StopConfirmed) {
-                    if let Err(e) = save(&app2, &svc).await {
-                        log.log(format!("warning: cannot save the HA state: {e}"))
-                            .await;
-                    }
-                }
-                result
-            },
-        )
-        .await
-        .map(|_| ())
-}
-
-/// Recover a fenced resource on the best node.
-async fn recover(
-    app: &AppState,
-    round: &mut Round,
-    vm: &VmRecord,
-    mut svc: HaServiceRecord,
-) -> Result<(), crate::db::DbError> {
-    // A recovery interrupted by a server restart may already have started it: adopt that
-    // copy instead of starting a second one.
-    let running = match actions::active_on(app, vm.vmid).await {
-        Ok(running) => running,
-        Err(why) => {
-            if svc.reason.as_deref() != Some(why.as_str()) {
-                svc.reason = Some(why);
-                save(app, &svc).await?;
-            }
-            return Ok(());
-        }
-    };
-    if let Some(node) = running {
-        if node != vm.node {
-            app.db.set_vm_node(vm.vmid, &node).await?;
-        }
-        tracing::info!(sid = %svc.sid, "recovery found it running on node {node}");
-        apply(&mut svc, Event::Placed);
-        svc.node = node;
-        svc.target = None;
-        svc.reason = None;
-        return save(app, &svc).await;
-    }
-    let need = round.need(&svc.sid, vm);
-    let target = match placement::choose(&round.candidates, &need) {
-        Ok(t) => t,
-        Err(why) => {
-            let reason = format!("waiting for a node: {why}");
-            if svc.reason.as_deref() != Some(reason.as_str()) {
-                tracing::warn!(sid = %svc.sid, "{reason}");
-                svc.reason = Some(reason);
-                save(app, &svc).await?;
-            }
-            return Ok(());
-        }
-    };
-    let Some(busy) = app.ha.try_busy(&svc.sid) else {
-        return Ok(());
-    };
-    let Ok(vm_lock) = app.vm_locks.lock(vm.vmid, "harecover") else {
-        return Ok(());
-    };
-    round.reserve(&svc.sid, &target, vm);
-    svc.target = Some(target.clone());
-    save(app, &svc).await?;
-    let (app2, vm2) = (app.clone(), vm.clone());
-    let lost = app.nodes.get(&vm.node).last_seen;
-    let task_node = target.clone();
-    app.tasks
-        .spawn(
-            &task_node,
-            "harecover",
-            &vm.vmid.to_string(),
-            crate::auth::privilege::ROOT,
-            (busy, vm_lock),
-            move |log| async move {
-                log.log(format!(
-                    "HA: recovering VM {} from node {} (last answer {}); its lease has surely expired, so its kiln-vmm has stopped the guest",
-                    vm2.vmid,
-                    vm2.node,
-                    lost.map_or_else(|| "before this server started".into(), |t| format!("{:.1} s ago", t.elapsed().as_secs_f64()))
-                ))
-                .await;
-                log.log(format!("HA: placed on node {target}")).await;
-                let result = actions::start_on(&app2, &vm2, &target, &log).await;
-                let mut svc = svc;
-                match &result {
-                    Ok(()) => {
-                        apply(&mut svc, Event::Placed);
-                        svc.node = target;
-                        svc.target = None;
-                        svc.reason = None;
-                    }
-                    Err(e) => {
-                        svc.target = None;
-                        svc.reason = Some(format!("recovery on {target} failed: {e}; trying again"));
-                    }
-                }
-                if let Err(e) = save(&app2, &svc).await {
-                    log.log(format!("warning: cannot save the HA state: {e}"))
-                        .await;
-                }
-                result
-            },
-        )
-        .await
-        .map(|_| ())
-}
-
-/// Move `vm` to `target` by stopping it where it runs and starting it there.
-async fn relocate(
-    app: &AppState,
-    vm: &VmRecord,
-    svc: HaServiceRecord,
-    target: String,
-    kind: &'static str,
-    why: &'static str,
-) -> Result<(), crate::db::DbError> {
-    let Some(busy) = app.ha.try_busy(&svc.sid) else {
-        return Ok(());
-    };
-    let Ok(vm_lock) = app.vm_locks.lock(vm.vmid, kind) else {
-        return Ok(());
-    };
-    let (app2, vm2) = (app.clone(), vm.clone());
-    let task_node = target.clone();
-    app.tasks
-        .spawn(
-            &task_node,
-            kind,
-            &vm.vmid.to_string(),
-            crate::auth::privilege::ROOT,
-            (busy, vm_lock),
-            move |log| async move {
-                log.log(format!(
-                    "HA: moving VM {} from node {} to node {target} ({why}; by stop and start)",
-                    vm2.vmid, vm2.node
-                ))
-                .await;
-                if let Some(reason) = &svc.reason {
-                    log.log(format!("HA: {reason}")).await;
-                }
-                let mut result = Ok(());
-                if vm2.node != target {
-                    result = actions::stop_on(&app2, &vm2, &vm2.node, &log).await;
-                }
-                if result.is_ok() {
-                    result = actions::start_on(&app2, &vm2, &target, &log).await;
-                }
-                let mut svc = svc;
-                match &result {
-                    Ok(()) => {
-                        apply(&mut svc, Event::Placed);
-                        svc.node = target;
-                    }
-                    Err(e) => {
-                        apply(&mut svc, Event::MoveFailed);
-                        svc.reason = Some(format!("moving to {target} failed: {e}"));
-                        app2.ha.back_off(&svc.sid);
-                    }
-                }
-                svc.target = None;
-                if let Err(e) = save(&app2, &svc).await {
-                    log.log(format!("warning: cannot save the HA state: {e}"))
-                        .await;
-                }
-                result
-            },
-        )
-        .await
-        .map(|_| ())
-}
-
-/// Mark a resource for a move requested through the API (`migrate` / `relocate`).
-pub async fn request_move(
-    app: &AppState,
-    sid: &str,
-    target: &str,
-    live: bool,
-) -> Result<(), String> {
-    let vmid = parse_sid(sid)?;
-    let vm = app
-        .db
-        .vm(vmid)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("VM {vmid} does not exist"))?;
-    let mut svc = app
-        .db
-        .ha_services()
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .find(|s| s.sid == sid)
-        .ok_or_else(|| format!("{sid} has not been started by HA yet; wait a moment"))?;
-    if app.ha.is_busy(sid) {
-        return Err(format!(
-            "{sid} has an HA action under way; wait for it to finish"
-        ));
-    }
-    let event = if live {
-        Event::MigrateRequested
-    } else {
-        Event::RelocateRequested
-    };
-    let from = svc.state.parse::<HaState>().unwrap_or(HaState::Error);
-    if transition(from, event).is_err() {
-        return Err(format!(
-            "{sid} is in HA state {from}; only a started resource can be moved"
-        ));
-    }
-    if vm.node == target {
-        return Err(format!("{sid} is already on node {target}"));
-    }
-    apply(&mut svc, event);
-    svc.target = Some(target.to_owned());
-    svc.reason = Some(if live {
-        format!("migration to {target} requested (live migration is not available to HA yet: moved by stop and start)")
-    } else {
-        format!("relocation to {target} requested")
-    });
-    save(app, &svc).await.map_err(|e| e.to_string())?;
-    relocate(
-        app,
-        &vm,
-        svc,
-        target.to_owned(),
-        if live { "hamigrate" } else { "harelocate" },
-        "requested",
-    )
-    .await
-    .map_err(|e| e.to_string())
 }

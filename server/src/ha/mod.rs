@@ -5,6 +5,7 @@
 //! - [`rules`]: node- and resource-affinity rules and their conflict check;
 //! - [`placement`]: which node a resource goes to;
 //! - [`manager`]: the loop that runs after every heartbeat round and acts through tasks;
+//! - [`moves`]: the manager's actions as tasks (start, stop, recover, relocate);
 //! - [`actions`]: starting and stopping HA-managed VMs on nodes.
 //!
 //! Fencing: every node holds a lease renewed by the heartbeat (`crate::cluster`); HA-managed
@@ -13,6 +14,7 @@
 
 pub mod actions;
 pub mod manager;
+pub mod moves;
 pub mod placement;
 pub mod rules;
 pub mod state;
