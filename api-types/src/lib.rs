@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod ha;
+
 /// The `{"data": ...}` envelope every `/api2/json` response is wrapped in.
 ///
 /// On errors `data` is `null`, `errors` maps parameter names to messages (for parameter
@@ -245,6 +247,9 @@ pub struct ClusterResource {
     /// Uptime in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime: Option<u64>,
+    /// VMs managed by HA: the HA manager's state (`started`, `fence`, `recovery`, `error`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hastate: Option<String>,
 }
 
 /// Task state: running, or stopped with an exit status.

@@ -411,6 +411,7 @@ mod tests {
             mem: None,
             maxmem: None,
             uptime: None,
+            hastate: None,
         }
     }
 

@@ -20,8 +20,8 @@ use tokio_rustls::TlsConnector;
 use crate::diagnose::{classify, classify_error, unreachable, Failure};
 use crate::tls::{ClusterIdentity, TlsError};
 use crate::wire::{
-    ErrorBody, ImageInfo, MigrateSendRequest, MigrationStatus, NodeFacts, ShutdownRequest,
-    VmRuntime, VmSpec, MIGRATION_UPGRADE,
+    ErrorBody, HaRequest, HeartbeatAnswer, HeartbeatRequest, ImageInfo, MigrateSendRequest,
+    MigrationStatus, NodeFacts, ShutdownRequest, VmRuntime, VmSpec, MIGRATION_UPGRADE,
 };
 use crate::NodeName;
 
@@ -285,6 +285,33 @@ impl NodeClient {
             });
         }
         Ok(facts)
+    }
+
+    /// `POST /v1/status`: the heartbeat with a lease grant; the node's facts and its lease.
+    pub async fn heartbeat(
+        &self,
+        request: &HeartbeatRequest,
+    ) -> Result<HeartbeatAnswer, NodeClientError> {
+        let bytes = self
+            .call(Method::POST, "v1/status", Some(request), self.timeout)
+            .await?;
+        let answer: HeartbeatAnswer = self.decode(&bytes)?;
+        if answer.facts.name != self.node.as_str() {
+            return Err(NodeClientError::NameMismatch {
+                node: self.node.clone(),
+                reported: answer.facts.name,
+            });
+        }
+        Ok(answer)
+    }
+
+    /// `PUT /v1/vms/{vmid}/ha`: make a VM HA-managed (guarded by the node's lease) or not.
+    pub async fn set_vm_ha(&self, vmid: u32, ha: bool) -> Result<VmRuntime, NodeClientError> {
+        let path = format!("v1/vms/{vmid}/ha");
+        let bytes = self
+            .call(Method::PUT, &path, Some(&HaRequest { ha }), self.timeout)
+            .await?;
+        self.decode(&bytes)
     }
 
     /// `GET /v1/vms`: every VM the node knows, running or not.

@@ -50,6 +50,62 @@ pub struct NodeFacts {
     pub vms: Vec<VmRuntime>,
 }
 
+/// Body of `POST /v1/status`: the heartbeat, which also renews the node's HA lease.
+///
+/// The lease protocol never compares clocks across hosts. Each heartbeat offers a new grant
+/// (`grant`) and confirms the newest grant whose answer reached the server (`confirmed`). The
+/// node remembers when each offered grant arrived (its own monotonic clock) and extends its
+/// lease only by a *confirmed* grant: deadline = arrival of that grant + its lease. Since the
+/// server received the answer to that grant after the node received the grant, the server
+/// knows the node's deadline is before (answer arrival + lease) on the server's clock, even
+/// if a request was delayed in the network or in a frozen agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct HeartbeatRequest {
+    /// The lease part; `None` asks for the facts only.
+    #[serde(default)]
+    pub lease: Option<LeaseGrant>,
+}
+
+/// One lease grant offered with a heartbeat.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LeaseGrant {
+    /// Id of this grant (unique per server process).
+    pub id: u64,
+    /// Lease length the grant carries, in milliseconds.
+    pub lease_ms: u64,
+    /// Id of the newest earlier grant whose answer the server received.
+    pub confirmed: Option<u64>,
+}
+
+/// Answer of `POST /v1/status`: the facts plus the node's lease as it stands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HeartbeatAnswer {
+    /// The same facts as `GET /v1/status`.
+    #[serde(flatten)]
+    pub facts: NodeFacts,
+    /// The node's lease after this heartbeat.
+    pub lease: LeaseState,
+}
+
+/// A node's HA lease as the node sees it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct LeaseState {
+    /// Milliseconds until the lease runs out on the node's clock (`None`: it holds none; 0:
+    /// it has run out).
+    pub remaining_ms: Option<u64>,
+    /// HA-managed VMs whose kiln-vmm guards this lease.
+    pub guarded_vms: u32,
+}
+
+/// Body of `PUT /v1/vms/{vmid}/ha`: (un)mark a VM as HA-managed. An HA-managed VM's kiln-vmm
+/// stops its guest when the node's lease runs out; the node starts it only while it holds a
+/// valid lease.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HaRequest {
+    /// HA-managed or not.
+    pub ha: bool,
+}
+
 /// Smallest VM id (as in Proxmox VE).
 pub const VMID_MIN: u32 = 100;
 /// Largest VM id (as in Proxmox VE).
@@ -77,6 +133,10 @@ pub struct VmSpec {
     /// Kernel command line handed to the guest.
     #[serde(default)]
     pub cmdline: Option<String>,
+    /// Managed by high availability: runs only while the node holds a lease, and its
+    /// kiln-vmm stops the guest when the lease runs out.
+    #[serde(default)]
+    pub ha: bool,
 }
 
 /// Power state of a VM.
@@ -134,6 +194,13 @@ pub struct VmRuntime {
     pub stop_reason: Option<String>,
     /// Whether it stopped for a reason nobody asked for (a crash, a kill).
     pub crashed: bool,
+    /// Whether it is HA-managed (guarded by the node's lease).
+    #[serde(default)]
+    pub ha: bool,
+    /// Whether it stopped because its HA lease ran out (fenced): the cluster recovers it
+    /// elsewhere, so the node never starts it again by itself.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 /// An image in a node's image store (`GET /v1/images`).

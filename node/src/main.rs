@@ -7,6 +7,7 @@ mod api;
 mod config;
 mod facts;
 mod join;
+mod lease;
 mod tls_server;
 mod vms;
 

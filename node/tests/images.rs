@@ -149,6 +149,7 @@ async fn vm_below_the_images_minimum_memory_is_refused() {
         vcpus: 1,
         image: "kiln-linux".into(),
         cmdline: None,
+        ha: false,
     };
     match node.client.start_vm(&spec).await {
         Err(NodeClientError::Http {

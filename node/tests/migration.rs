@@ -108,6 +108,7 @@ fn spec(vmid: u32) -> VmSpec {
         vcpus: 1,
         image: TEST_GUEST_IMAGE.to_owned(),
         cmdline: None,
+        ha: false,
     }
 }
 

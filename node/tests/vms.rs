@@ -112,6 +112,7 @@ fn spec(vmid: u32) -> VmSpec {
         vcpus: 1,
         image: TEST_GUEST_IMAGE.to_owned(),
         cmdline: None,
+        ha: false,
     }
 }
 

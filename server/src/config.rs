@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cluster::LeasePolicy;
+
 /// Kiln console server: web UI, REST API and cluster state.
 #[derive(Debug, Parser)]
 #[command(name = "kiln-server", version, about)]
@@ -48,6 +50,14 @@ pub struct RunArgs {
     /// A node silent this long is marked offline.
     #[arg(long, env = "KILN_NODE_TIMEOUT_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub node_timeout_secs: u64,
+    /// HA lease granted to each node with every heartbeat, in seconds: an HA-managed VM stops
+    /// itself when its node's lease runs out without renewal. At least 3 heartbeat periods.
+    #[arg(long, env = "KILN_HA_LEASE_SECS", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ha_lease_secs: u64,
+    /// Safety margin on top of the lease before the server treats a silent node's lease as
+    /// surely expired and recovers its HA VMs elsewhere, in milliseconds.
+    #[arg(long, env = "KILN_HA_LEASE_MARGIN_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub ha_lease_margin_ms: u64,
     /// Memory assignable to running VMs per node, as a multiple of its RAM (1.0: none beyond RAM).
     #[arg(long, env = "KILN_MEMORY_OVERCOMMIT", default_value_t = 1.0)]
     pub memory_overcommit: f64,
@@ -82,5 +92,23 @@ impl RunArgs {
     /// Silence after which a node is offline.
     pub fn node_timeout(&self) -> Duration {
         Duration::from_secs(self.node_timeout_secs)
+    }
+
+    /// The HA lease timings, checked against the heartbeat: a node extends its lease from
+    /// the grant of the previous heartbeat, so a lease shorter than three periods would run
+    /// out between two renewals.
+    pub fn lease_policy(&self) -> anyhow::Result<LeasePolicy> {
+        let lease = Duration::from_secs(self.ha_lease_secs);
+        if lease < 3 * self.heartbeat() {
+            anyhow::bail!(
+                "--ha-lease-secs {} is too short for --heartbeat-ms {}: the lease must last at least three heartbeats",
+                self.ha_lease_secs,
+                self.heartbeat_ms
+            );
+        }
+        Ok(LeasePolicy {
+            lease,
+            margin: Duration::from_millis(self.ha_lease_margin_ms),
+        })
     }
 }

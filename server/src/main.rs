@@ -8,6 +8,7 @@ mod auth;
 mod cluster;
 mod config;
 mod db;
+mod ha;
 mod https;
 mod pki;
 mod state;
@@ -154,9 +155,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
         vm_locks: vms::VmLocks::default(),
         reconciler: vms::reconcile::Reconciler::default(),
+        ha: ha::manager::HaManager::default(),
         placement: tokio::sync::Mutex::new(()),
         memory_overcommit: args.memory_overcommit,
-        nodes: NodeRegistry::new(args.node_timeout()),
+        nodes: NodeRegistry::new(args.node_timeout(), args.lease_policy()?),
         changes,
         login_limiter: LoginLimiter::new(LoginLimits::default()),
         login_failure_delay: Duration::from_millis(args.login_failure_delay_ms),

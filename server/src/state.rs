@@ -29,6 +29,8 @@ pub struct Inner {
     pub vm_locks: crate::vms::VmLocks,
     /// Memory of the VM reconcile loop.
     pub reconciler: crate::vms::reconcile::Reconciler,
+    /// The HA manager's memory between rounds.
+    pub ha: crate::ha::manager::HaManager,
     /// Serialises placement decisions (check capacity, then start).
     pub placement: tokio::sync::Mutex<()>,
     /// Assignable memory per node, as a multiple of its RAM (1.0 = no overcommit).

@@ -22,6 +22,7 @@ pub mod console;
 pub mod control;
 pub mod cpuid;
 pub mod devices;
+pub mod lease;
 pub mod memory;
 pub mod migration;
 pub mod state;

@@ -2,7 +2,7 @@
 //!
 //! Exit status: 0 when the guest powered off or was stopped/shut down on request (or by
 //! SIGTERM/SIGINT), 2 when the guest asked for a reset, 3 when the guest or the VMM crashed,
-//! 1 when the VM could not be started (the message says why).
+//! 1 when the VM could not be started (the message says why), 4 when its HA lease expired.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -14,6 +14,7 @@ use clap::Parser;
 use kiln_vmm::boot::{BootKind, BootSource};
 use kiln_vmm::console::DEFAULT_SCROLLBACK;
 use kiln_vmm::control::server::{ControlSocket, InFlight};
+use kiln_vmm::lease::Lease;
 use kiln_vmm::migration::receive;
 use kiln_vmm::migration::transport::Listener;
 use kiln_vmm::state::StopReason;
@@ -59,6 +60,11 @@ struct Args {
     /// Also copy the guest console to stdout.
     #[arg(long)]
     console_stdout: bool,
+    /// HA lease: stop the VM (exit status 4, reason "the HA lease expired") once this
+    /// absolute CLOCK_MONOTONIC time in nanoseconds passes without a renewal through the
+    /// control socket's `lease` request. Without it the VM has no lease (not HA-managed).
+    #[arg(long, value_name = "NS")]
+    lease_deadline_ns: Option<u64>,
     /// Console scroll-back replayed to readers on attach, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SCROLLBACK)]
     scrollback_bytes: usize,
@@ -136,8 +142,12 @@ fn run() -> anyhow::Result<i32> {
     .context(what)?;
     let shared = vm.shared();
     let in_flight = Arc::new(InFlight::default());
+    let lease = Lease::new(args.lease_deadline_ns);
+    lease
+        .watch(shared.clone())
+        .context("cannot start the lease watchdog")?;
     socket
-        .serve(shared.clone(), in_flight.clone())
+        .serve(shared.clone(), in_flight.clone(), lease)
         .context("cannot start the control socket thread")?;
     if let Some(listener) = listener {
         receive::serve(listener, shared.clone()).context("cannot start the migration receiver")?;

@@ -50,6 +50,13 @@ pub enum StopReason {
         /// Where it went.
         to: String,
     },
+    /// The HA lease ran out without renewal: the node lost contact with the cluster (or its
+    /// agent froze), so the VMM fenced the guest itself before the cluster recovers it
+    /// elsewhere.
+    LeaseExpired {
+        /// How late the watchdog noticed, in milliseconds.
+        overdue_ms: u64,
+    },
     /// This was the target of a migration that did not complete; the VM never ran here
     /// (it runs on the source).
     IncomingMigrationFailed {
@@ -58,9 +65,16 @@ pub enum StopReason {
     },
 }
 
+/// Exit status of a kiln-vmm whose HA lease expired (see [`StopReason::LeaseExpired`]).
+pub const LEASE_EXPIRED_EXIT_CODE: i32 = 4;
+
+/// Start of the display text of [`StopReason::LeaseExpired`]; the node agent recognises a
+/// fenced VM by it in `vmm.log`.
+pub const LEASE_EXPIRED_TEXT: &str = "the HA lease expired";
+
 impl StopReason {
     /// Process exit code for this reason: 0 for an orderly end, 2 for a guest reset request,
-    /// 3 for a crash (guest or VMM). Startup errors exit with 1 before any VM runs, and so
+    /// 3 for a crash (guest or VMM), 4 when the HA lease expired. Startup errors exit with 1 before any VM runs, and so
     /// does a migration target whose incoming migration failed (the VM never ran there).
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -72,6 +86,7 @@ impl StopReason {
             StopReason::IncomingMigrationFailed { .. } => 1,
             StopReason::GuestReset => 2,
             StopReason::GuestCrashed { .. } | StopReason::VmmError { .. } => 3,
+            StopReason::LeaseExpired { .. } => LEASE_EXPIRED_EXIT_CODE,
         }
     }
 }
@@ -90,6 +105,10 @@ impl std::fmt::Display for StopReason {
             StopReason::GuestCrashed { detail } => write!(f, "the guest crashed: {detail}"),
             StopReason::VmmError { detail } => write!(f, "VMM error: {detail}"),
             StopReason::Migrated { to } => write!(f, "the VM was migrated to {to}"),
+            StopReason::LeaseExpired { overdue_ms } => write!(
+                f,
+                "{LEASE_EXPIRED_TEXT} (noticed {overdue_ms} ms after the deadline): the node lost contact with the cluster, so the VM was fenced"
+            ),
             StopReason::IncomingMigrationFailed { detail } => {
                 write!(f, "the incoming migration failed: {detail}")
             }
@@ -168,6 +187,7 @@ mod tests {
             detail: "triple fault".into(),
         };
         assert_eq!(crash.exit_code(), 3);
+        assert_eq!(StopReason::LeaseExpired { overdue_ms: 1 }.exit_code(), 4);
     }
 
     #[test]

@@ -228,6 +228,7 @@ mod tests {
             mem: Some(mem),
             maxmem: Some(maxmem),
             uptime: None,
+            hastate: None,
         }
     }
 

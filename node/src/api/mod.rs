@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use kiln_node_client::wire::{ErrorBody, NodeFacts};
 use kiln_node_client::ClusterIdentity;
@@ -35,11 +35,12 @@ pub struct AppState {
 /// The node API router.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/status", get(status::status))
+        .route("/v1/status", get(status::status).post(status::heartbeat))
         .route("/v1/vms", get(vms::list))
         .route("/v1/vms/{vmid}", get(vms::get).delete(vms::delete))
         .route("/v1/vms/{vmid}/start", post(vms::start))
         .route("/v1/vms/{vmid}/stop", post(vms::stop))
+        .route("/v1/vms/{vmid}/ha", put(vms::set_ha))
         .route("/v1/vms/{vmid}/shutdown", post(vms::shutdown))
         .route("/v1/vms/{vmid}/reboot", post(vms::reboot))
         .route("/v1/vms/{vmid}/pause", post(vms::pause))

@@ -7,7 +7,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use kiln_node_client::wire::{ImageInfo, ShutdownRequest, VmRuntime, VmSpec};
+use kiln_node_client::wire::{HaRequest, ImageInfo, ShutdownRequest, VmRuntime, VmSpec};
 
 use super::{ApiError, AppState};
 use crate::vms::spec::check_vmid;
@@ -68,6 +68,25 @@ pub async fn start(
         )
     })?;
     Ok(Json(state.vms.start(vmid, spec).await?))
+}
+
+/// `PUT /v1/vms/{vmid}/ha` with a [`HaRequest`]: (un)mark the VM as HA-managed.
+pub async fn set_ha(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    body: Result<Json<HaRequest>, JsonRejection>,
+) -> Result<Json<VmRuntime>, ApiError> {
+    let vmid = vmid(&raw)?;
+    let Json(request) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body is not an HA request ({}); send {{\"ha\": true}} or {{\"ha\": false}}",
+                e.body_text()
+            ),
+        )
+    })?;
+    Ok(Json(state.vms.set_ha(vmid, request.ha).await?))
 }
 
 /// `POST /v1/vms/{vmid}/stop`.

@@ -18,6 +18,8 @@ use super::images::BootImage;
 
 /// Line kiln-vmm writes to its stderr when its VM has stopped.
 const STOPPED_PREFIX: &str = "kiln-vmm: VM stopped: ";
+/// Start of the stop reason of a VM whose kiln-vmm stopped it because the HA lease expired.
+pub const FENCED_PREFIX: &str = "fenced: ";
 /// Line the agent writes to `vmm.log` before each spawn; what precedes it is history.
 const START_MARKER: &str = "kiln-node: starting kiln-vmm";
 /// How much of the end of `vmm.log` is read for the reason.
@@ -65,9 +67,14 @@ pub fn spawn(
     dir: &VmDir,
     spec: &VmSpec,
     image: &BootImage,
+    lease_deadline_ns: Option<u64>,
 ) -> io::Result<tokio::process::Child> {
     let what = format!("with {}", image.kernel().display());
-    spawn_with(vmm_bin, dir, spec, &what, vmm_args(dir, spec, image))
+    let mut args = vmm_args(dir, spec, image);
+    if let Some(deadline) = lease_deadline_ns {
+        args.extend(["--lease-deadline-ns".into(), deadline.to_string().into()]);
+    }
+    spawn_with(vmm_bin, dir, spec, &what, args)
 }
 
 /// Spawns `kiln-vmm --migrate-receive <dir>/migrate-in.sock` for `spec`: a paused VM without
@@ -225,6 +232,10 @@ pub fn outcome(exit: Exit, requested: Option<Requested>, logged: Option<&str>) -
             Some(2) if requested.is_none() => Outcome::Restart,
             Some(2) => stopped("stopped by request", false),
             Some(3) => stopped("kiln-vmm failed (exit status 3); see vmm.log", true),
+            Some(kiln_vmm::state::LEASE_EXPIRED_EXIT_CODE) => stopped(
+                format!("{FENCED_PREFIX}{}", kiln_vmm::state::LEASE_EXPIRED_TEXT),
+                true,
+            ),
             Some(code) => stopped(format!("kiln-vmm exited with status {code}"), true),
             None => stopped("kiln-vmm ended", true),
         },
@@ -274,6 +285,9 @@ fn from_logged(text: &str, requested: Option<Requested>) -> Outcome {
     }
     if let Some(detail) = text.strip_prefix("the incoming migration failed: ") {
         return stopped(format!("incoming migration failed: {detail}"), true);
+    }
+    if text.starts_with(kiln_vmm::state::LEASE_EXPIRED_TEXT) {
+        return stopped(format!("{FENCED_PREFIX}{text}"), true);
     }
     if let Some(detail) = text.strip_prefix("the guest crashed: ") {
         return stopped(format!("guest crashed: {detail}"), true);
@@ -559,6 +573,7 @@ mod tests {
             vcpus: 2,
             image: "kiln-linux".into(),
             cmdline: None,
+            ha: false,
         };
         let image = BootImage::Linux {
             kernel: "/d/images/kiln-linux/kernel".into(),

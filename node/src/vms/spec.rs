@@ -98,6 +98,7 @@ mod tests {
             vcpus: 1,
             image: "kiln-test-guest".into(),
             cmdline: None,
+            ha: false,
         }
     }
 

@@ -26,6 +26,7 @@ use super::process::{self, Exit, Outcome, ProcessId, Requested, VmDir};
 use super::reattach::{scan, Found, FoundState};
 use super::spec::{check_spec, check_vmid, HostLimits};
 use super::VmError;
+use crate::lease::NodeLease;
 
 mod migration;
 
@@ -39,6 +40,8 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 const ADOPTED_POLL: Duration = Duration::from_millis(250);
 /// How often per-VM stats are sampled.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a lease renewal on a control socket may take.
+const LEASE_TIMEOUT: Duration = Duration::from_secs(2);
 /// What kiln-vmm logs when an incoming migration failed before the commit.
 const INCOMING_FAILED: &str = "the incoming migration failed";
 
@@ -65,6 +68,9 @@ pub struct Supervisor {
 
 struct Inner {
     config: SupervisorConfig,
+    /// The node's HA lease: HA-managed VMs start only while it is valid, and their kiln-vmm
+    /// processes get its deadline.
+    lease: Arc<NodeLease>,
     table: Mutex<BTreeMap<u32, Slot>>,
     /// Per-VM action locks; kept after a delete (a few bytes per id ever used).
     locks: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
@@ -149,6 +155,7 @@ impl Supervisor {
         let supervisor = Supervisor {
             inner: Arc::new(Inner {
                 config,
+                lease: Arc::new(NodeLease::default()),
                 table: Mutex::new(BTreeMap::new()),
                 locks: Mutex::new(HashMap::new()),
             }),
@@ -267,6 +274,89 @@ impl Supervisor {
         }
     }
 
+    /// The node's HA lease.
+    pub fn lease(&self) -> &Arc<NodeLease> {
+        &self.inner.lease
+    }
+
+    /// Hands the lease deadline to every running HA-managed kiln-vmm (after a renewal). A
+    /// VMM that cannot be reached keeps its old deadline and fences itself at it.
+    pub async fn renew_leases(&self) {
+        let Some(deadline) = self.inner.lease.deadline_monotonic_ns() else {
+            return;
+        };
+        let sockets: Vec<(u32, PathBuf)> = self
+            .table()
+            .iter()
+            .filter(|(_, slot)| slot.spec.ha && matches!(slot.run, Run::Running(_)))
+            .map(|(vmid, slot)| (*vmid, slot.dir.socket()))
+            .collect();
+        for (vmid, socket) in sockets {
+            if let Err(e) =
+                control::request(&socket, LEASE_TIMEOUT, move |c| c.lease(Some(deadline))).await
+            {
+                tracing::warn!("VM {vmid}: cannot renew its HA lease: {e}");
+            }
+        }
+    }
+
+    /// How many running VMs are HA-managed (guarded by the lease).
+    pub fn guarded_vms(&self) -> u32 {
+        self.table()
+            .values()
+            .filter(|slot| slot.spec.ha && matches!(slot.run, Run::Running(_)))
+            .count() as u32
+    }
+
+    /// The lease deadline for an HA-managed VM about to (keep) running, or why it may not.
+    fn lease_for_ha(&self, vmid: u32) -> Result<u64, VmError> {
+        match (
+            self.inner.lease.is_valid(),
+            self.inner.lease.deadline_monotonic_ns(),
+        ) {
+            (true, Some(deadline)) => Ok(deadline),
+            _ => Err(VmError::Unavailable(format!(
+                "node {} holds no valid HA lease (the cluster server has not renewed it), so it runs no HA-managed VM {vmid}; the cluster recovers HA VMs on nodes it reaches",
+                self.node()
+            ))),
+        }
+    }
+
+    /// Marks VM `vmid` HA-managed (its kiln-vmm guards the node's lease from now on) or not.
+    pub async fn set_ha(&self, vmid: u32, ha: bool) -> Result<VmRuntime, VmError> {
+        let _guard = self.lock_vm(vmid).await;
+        let (socket, running, dir, mut spec) = {
+            let table = self.table();
+            let slot = table.get(&vmid).ok_or_else(|| self.not_found(vmid))?;
+            (
+                slot.dir.socket(),
+                matches!(slot.run, Run::Running(_)),
+                slot.dir.clone(),
+                slot.spec.clone(),
+            )
+        };
+        if running {
+            let deadline = if ha {
+                Some(self.lease_for_ha(vmid)?)
+            } else {
+                None
+            };
+            control::request(&socket, LEASE_TIMEOUT, move |c| c.lease(deadline))
+                .await
+                .map_err(|e| control_error(vmid, &e))?;
+        }
+        spec.ha = ha;
+        let written = {
+            let (path, spec) = (dir.spec(), spec.clone());
+            tokio::task::spawn_blocking(move || write_json(&path, &spec))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        written.map_err(|e| VmError::io("write", &dir.spec(), e))?;
+        self.update(vmid, |slot| slot.spec.ha = ha);
+        self.get(vmid)
+    }
+
     /// Starts VM `vmid` with `spec`; answers once its control socket answers.
     pub async fn start(&self, vmid: u32, spec: VmSpec) -> Result<VmRuntime, VmError> {
         check_spec(&spec, vmid, self.inner.config.host).map_err(VmError::BadSpec)?;
@@ -317,6 +407,12 @@ impl Supervisor {
                 .map_err(|e| VmError::io("prepare", &dir.path, std::io::Error::other(e)))?
         };
         let image = prepared?;
+        // Checked after the slow preparation, so the deadline handed down is fresh.
+        let lease_deadline = if spec.ha {
+            Some(self.lease_for_ha(vmid)?)
+        } else {
+            None
+        };
 
         {
             let mut table = self.table();
@@ -338,9 +434,11 @@ impl Supervisor {
 
         let spawned = {
             let (bin, dir, spec) = (config.vmm_bin.clone(), dir.clone(), spec.clone());
-            tokio::task::spawn_blocking(move || process::spawn(&bin, &dir, &spec, &image))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            tokio::task::spawn_blocking(move || {
+                process::spawn(&bin, &dir, &spec, &image, lease_deadline)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
         };
         let mut child = match spawned {
             Ok(child) => child,
@@ -788,8 +886,12 @@ fn runtime(vmid: u32, slot: &Slot) -> VmRuntime {
         cpu_usage: if running { slot.usage.cpu_usage } else { 0.0 },
         memory_bytes: u64::from(spec.memory_mib) * 1024 * 1024,
         rss_bytes: if running { slot.usage.rss_bytes } else { 0 },
+        fenced: stop_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with(process::FENCED_PREFIX)),
         stop_reason,
         crashed,
+        ha: spec.ha,
     }
 }
 

@@ -76,6 +76,7 @@ pub async fn visible_resources(
     }
     if kind.is_none() || kind == Some("vm") {
         out.extend(super::qemu::vm_resources(app, userid).await?);
+        super::ha::annotate(app, &mut out).await?;
     }
     Ok(out)
 }

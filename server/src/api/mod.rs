@@ -5,6 +5,7 @@ mod cluster;
 mod console;
 pub mod error;
 mod events;
+mod ha;
 pub mod join;
 mod migrate;
 mod nodes;
@@ -73,7 +74,44 @@ pub fn router() -> Router<AppState> {
         .route("/api2/json/cluster/status", get(cluster::status))
         .route("/api2/json/cluster/resources", get(cluster::resources))
         .route("/api2/json/cluster/tasks", get(tasks::list_cluster))
+        .route(
+            "/api2/json/cluster/ha/resources",
+            get(ha::list_resources).post(ha::create_resource),
+        )
+        .route(
+            "/api2/json/cluster/ha/resources/{sid}",
+            get(ha::get_resource)
+                .put(ha::update_resource)
+                .delete(ha::delete_resource),
+        )
+        .route(
+            "/api2/json/cluster/ha/resources/{sid}/migrate",
+            post(ha::migrate),
+        )
+        .route(
+            "/api2/json/cluster/ha/resources/{sid}/relocate",
+            post(ha::relocate),
+        )
+        .route(
+            "/api2/json/cluster/ha/rules",
+            get(ha::list_rules).post(ha::create_rule),
+        )
+        .route(
+            "/api2/json/cluster/ha/rules/{rule}",
+            get(ha::get_rule)
+                .put(ha::update_rule)
+                .delete(ha::delete_rule),
+        )
+        .route(
+            "/api2/json/cluster/ha/status/current",
+            get(ha::status_current),
+        )
+        .route(
+            "/api2/json/cluster/ha/status/manager_status",
+            get(ha::manager_status),
+        )
         .route("/api2/json/cluster/join-tokens", post(join::create_token))
+        .route("/api2/kiln/nodes/{node}/maintenance", post(ha::maintenance))
         .route("/api2/kiln/ca", get(join::ca))
         .route("/api2/kiln/join", post(join::join))
         .route("/api2/kiln/events", get(events::stream))

@@ -45,6 +45,7 @@ pub fn node_resource(rec: &NodeRecord, rt: &NodeRuntime, state: NodeState) -> Cl
         vmid: None,
         name: None,
         lock: None,
+        hastate: None,
     }
 }
 

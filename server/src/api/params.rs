@@ -78,14 +78,26 @@ fn param_error(msg: &str) -> ApiError {
     ApiError::param(field, text)
 }
 
-/// Deserialise a Proxmox boolean: `0`, `1`, `true`, `false`, `yes`, `no`, `on`, `off`.
+/// Deserialise a Proxmox boolean: `0`, `1`, `true`, `false`, `yes`, `no`, `on`, `off`, as a
+/// string (forms) or as a JSON number or boolean.
 pub fn pve_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    let s = Option::<String>::deserialize(d)?;
-    match s.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None => Ok(None),
-        Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
-        Some("0" | "false" | "no" | "off") => Ok(Some(false)),
-        Some(other) => Err(serde::de::Error::custom(format!(
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Number(i64),
+        Text(String),
+    }
+    let text = match Option::<Raw>::deserialize(d)? {
+        None => return Ok(None),
+        Some(Raw::Bool(b)) => return Ok(Some(b)),
+        Some(Raw::Number(n)) => n.to_string(),
+        Some(Raw::Text(t)) => t,
+    };
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(Some(true)),
+        "0" | "false" | "no" | "off" => Ok(Some(false)),
+        other => Err(serde::de::Error::custom(format!(
             "value '{other}' is not a boolean (use 0 or 1)"
         ))),
     }

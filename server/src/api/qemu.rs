@@ -114,6 +114,7 @@ pub fn vm_resource(app: &AppState, vm: &VmRecord) -> ClusterResource {
         vmid: Some(vm.vmid),
         name: Some(vm.name.clone()),
         lock: app.vm_locks.holder(vm.vmid).map(str::to_owned),
+        hastate: None,
     }
 }
 

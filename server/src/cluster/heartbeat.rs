@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use kiln_api_types::NodeState;
+use kiln_node_client::wire::HeartbeatRequest;
 
 use crate::state::AppState;
 
@@ -27,22 +28,28 @@ pub async fn run(app: AppState, period: Duration) {
         for rec in &nodes {
             match app.clients.heartbeat(rec) {
                 Ok(c) => {
+                    let grant = app.nodes.next_grant(&rec.name);
+                    let request = HeartbeatRequest { lease: Some(grant) };
                     calls.push(async move {
                         (
                             rec.name.clone(),
-                            c.status().await.map_err(|e| e.to_string()),
+                            grant.id,
+                            c.heartbeat(&request).await.map_err(|e| e.to_string()),
                         )
                     });
                 }
                 Err(e) => app.nodes.record_failure(&rec.name, e),
             }
         }
-        for (name, result) in join_all(calls).await {
+        for (name, grant, result) in join_all(calls).await {
             match result {
-                Ok(facts) if facts.name == name => app.nodes.record_heartbeat(&name, facts),
-                Ok(facts) => app
-                    .nodes
-                    .record_failure(&name, format!("answered as node '{}' instead", facts.name)),
+                Ok(answer) if answer.facts.name == name => {
+                    app.nodes.record_answer(&name, grant, answer)
+                }
+                Ok(answer) => app.nodes.record_failure(
+                    &name,
+                    format!("answered as node '{}' instead", answer.facts.name),
+                ),
                 Err(e) => app.nodes.record_failure(&name, e),
             }
         }
@@ -59,6 +66,7 @@ pub async fn run(app: AppState, period: Duration) {
             }
         }
         crate::vms::reconcile::run_once(&app).await;
+        crate::ha::manager::run_round(&app).await;
         app.changes.notify();
     }
 }

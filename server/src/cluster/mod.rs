@@ -6,4 +6,4 @@ pub mod heartbeat;
 mod registry;
 
 pub use clients::NodeClients;
-pub use registry::{ChangeSignal, NodeRegistry, NodeRuntime};
+pub use registry::{ChangeSignal, LeasePolicy, NodeRegistry, NodeRuntime};

@@ -5,7 +5,11 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use kiln_api_types::NodeState;
-use kiln_node_client::wire::{NodeFacts, VmPowerState, VmRuntime};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kiln_node_client::wire::{
+    HeartbeatAnswer, LeaseGrant, LeaseState, NodeFacts, VmPowerState, VmRuntime,
+};
 use tokio::sync::watch;
 
 /// A counter bumped whenever something the UI shows changes.
@@ -41,6 +45,10 @@ pub struct NodeRuntime {
     pub last_error: Option<String>,
     /// The state last announced (for detecting transitions).
     announced: Option<NodeState>,
+    /// Id of the newest lease grant whose answer arrived (confirmed with the next heartbeat).
+    answered_grant: Option<u64>,
+    /// The node's lease as it reported it in its latest answer.
+    pub lease: Option<LeaseState>,
 }
 
 impl NodeRuntime {
@@ -60,15 +68,71 @@ impl NodeRuntime {
 pub struct NodeRegistry {
     nodes: RwLock<HashMap<String, NodeRuntime>>,
     timeout: Duration,
+    leases: LeasePolicy,
+    /// When this server process started: a node may hold a lease granted by the previous
+    /// process until this + lease.
+    started: Instant,
+    /// Lease grant ids: random start per process, so a node never mistakes an old grant.
+    next_grant: AtomicU64,
+}
+
+/// Lease timings of the cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct LeasePolicy {
+    /// Lease granted with each heartbeat.
+    pub lease: Duration,
+    /// Safety margin on top of the lease before the server treats a lease as surely expired
+    /// (covers clock-rate differences and scheduling delays on the node).
+    pub margin: Duration,
 }
 
 impl NodeRegistry {
-    /// A registry that marks nodes offline after `timeout` of silence.
-    pub fn new(timeout: Duration) -> Self {
+    /// A registry that marks nodes offline after `timeout` of silence and grants `leases`.
+    pub fn new(timeout: Duration, leases: LeasePolicy) -> Self {
         NodeRegistry {
             nodes: RwLock::default(),
             timeout,
+            leases,
+            started: Instant::now(),
+            next_grant: AtomicU64::new(rand::random::<u64>() >> 1),
         }
+    }
+
+    /// The lease timings.
+    pub fn lease_policy(&self) -> LeasePolicy {
+        self.leases
+    }
+
+    /// The lease part of the next heartbeat to `node`: a fresh grant, confirming the newest
+    /// one whose answer arrived.
+    pub fn next_grant(&self, node: &str) -> LeaseGrant {
+        let confirmed = self
+            .nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(node)
+            .and_then(|rt| rt.answered_grant);
+        LeaseGrant {
+            id: self.next_grant.fetch_add(1, Ordering::Relaxed),
+            lease_ms: self.leases.lease.as_millis() as u64,
+            confirmed,
+        }
+    }
+
+    /// When `node`'s lease has surely run out, on this server's clock: the node extends its
+    /// lease only from grants whose answers arrived here (the latest at `last_seen`), or from
+    /// a previous server process (before `started`); plus the lease, plus the margin.
+    pub fn lease_surely_expired_at(&self, node: &str) -> Instant {
+        let base = self
+            .get(node)
+            .last_seen
+            .map_or(self.started, |seen| seen.max(self.started));
+        base + self.leases.lease + self.leases.margin
+    }
+
+    /// Whether `node`'s lease has surely run out now (so its HA VMs have fenced themselves).
+    pub fn lease_surely_expired(&self, node: &str) -> bool {
+        Instant::now() >= self.lease_surely_expired_at(node)
     }
 
     /// The offline timeout.
@@ -87,6 +151,18 @@ impl NodeRegistry {
         rt.facts = Some(facts);
         rt.last_seen = Some(Instant::now());
         rt.last_error = None;
+    }
+
+    /// The answer to lease grant `grant` arrived from `node` with its facts and lease.
+    pub fn record_answer(&self, node: &str, grant: u64, answer: HeartbeatAnswer) {
+        let mut nodes = self.write();
+        let rt = nodes.entry(node.to_owned()).or_default();
+        rt.facts = Some(answer.facts);
+        // Taken after the answer arrived: later than the arrival, so on the safe side.
+        rt.last_seen = Some(Instant::now());
+        rt.last_error = None;
+        rt.answered_grant = Some(grant);
+        rt.lease = Some(answer.lease);
     }
 
     /// A VM operation on `node` answered with the VM's new runtime state: record it at once,
@@ -159,6 +235,52 @@ impl NodeRegistry {
 mod tests {
     use super::*;
 
+    fn policy() -> LeasePolicy {
+        LeasePolicy {
+            lease: Duration::from_millis(300),
+            margin: Duration::from_millis(100),
+        }
+    }
+
+    #[test]
+    fn grants_confirm_the_newest_answered_one_and_expiry_counts_from_the_answer() {
+        let r = NodeRegistry::new(Duration::from_secs(5), policy());
+        let first = r.next_grant("n1");
+        assert_eq!(first.confirmed, None);
+        assert_eq!(first.lease_ms, 300);
+        let second = r.next_grant("n1");
+        assert_ne!(first.id, second.id);
+        assert_eq!(second.confirmed, None, "no answer yet");
+        r.record_answer(
+            "n1",
+            first.id,
+            HeartbeatAnswer {
+                facts: facts(),
+                lease: LeaseState::default(),
+            },
+        );
+        assert_eq!(r.next_grant("n1").confirmed, Some(first.id));
+        let seen = r.get("n1").last_seen.expect("seen");
+        assert_eq!(
+            r.lease_surely_expired_at("n1"),
+            seen + Duration::from_millis(400)
+        );
+        assert!(!r.lease_surely_expired("n1"));
+        std::thread::sleep(Duration::from_millis(420));
+        assert!(r.lease_surely_expired("n1"));
+    }
+
+    #[test]
+    fn a_node_never_heard_from_may_hold_a_lease_of_the_previous_server_process() {
+        let r = NodeRegistry::new(Duration::from_secs(5), policy());
+        assert!(
+            !r.lease_surely_expired("n9"),
+            "the old process may have granted one"
+        );
+        std::thread::sleep(Duration::from_millis(420));
+        assert!(r.lease_surely_expired("n9"));
+    }
+
     fn facts() -> NodeFacts {
         NodeFacts {
             name: "n1".into(),
@@ -182,7 +304,7 @@ mod tests {
 
     #[test]
     fn a_node_goes_offline_after_the_timeout_and_back_online() {
-        let r = NodeRegistry::new(Duration::from_millis(40));
+        let r = NodeRegistry::new(Duration::from_millis(40), policy());
         assert_eq!(r.get("n1").state(r.timeout()), NodeState::Unknown);
         r.record_heartbeat("n1", facts());
         assert_eq!(r.get("n1").state(r.timeout()), NodeState::Online);
@@ -205,7 +327,7 @@ mod tests {
 
     #[test]
     fn a_node_never_reached_is_offline_not_unknown() {
-        let r = NodeRegistry::new(Duration::from_secs(5));
+        let r = NodeRegistry::new(Duration::from_secs(5), policy());
         r.record_failure("n2", "refused".into());
         assert_eq!(r.get("n2").state(r.timeout()), NodeState::Offline);
     }

@@ -4,6 +4,7 @@
 //! behind the same methods later. Queries use only portable SQL and `?` placeholders.
 
 mod cluster_config;
+mod ha;
 mod join_tokens;
 mod nodes;
 mod tasks;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+pub use ha::{HaResourceRecord, HaRuleRecord, HaServiceRecord};
 pub use join_tokens::RedeemError;
 pub use nodes::NodeRecord;
 pub use tasks::{TaskFilter, TaskRecord};

@@ -17,6 +17,7 @@ pub fn spec(vm: &VmRecord) -> VmSpec {
         vcpus: vm.cores,
         image: vm.image.clone(),
         cmdline: vm.args.clone(),
+        ha: false,
     }
 }
 

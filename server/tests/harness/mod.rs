@@ -22,6 +22,12 @@ pub struct ServerOptions {
     pub session_idle_secs: u64,
     pub session_max_secs: u64,
     pub memory_overcommit: f64,
+    /// HA lease granted with each heartbeat (the heartbeat is 300 ms in tests).
+    pub ha_lease_secs: u64,
+    /// Margin on top of the lease before the server recovers a silent node's HA VMs.
+    pub ha_lease_margin_ms: u64,
+    /// Heartbeat period.
+    pub heartbeat_ms: u64,
 }
 
 impl Default for ServerOptions {
@@ -32,6 +38,9 @@ impl Default for ServerOptions {
             session_idle_secs: 600,
             session_max_secs: 3600,
             memory_overcommit: 1.0,
+            ha_lease_secs: 3,
+            ha_lease_margin_ms: 500,
+            heartbeat_ms: 300,
         }
     }
 }
@@ -89,11 +98,70 @@ fn log_file(dir: &Path, name: &str) -> Stdio {
         .unwrap_or_else(|_| Stdio::null())
 }
 
+/// Spawn `kiln-server run` on `port` with its data under `dir`.
+fn spawn_server(dir: &Path, port: u16, opts: &ServerOptions) -> Proc {
+    let server = Command::new(env!("CARGO_BIN_EXE_kiln-server"))
+        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.join("server"))
+        .arg("--site-root")
+        .arg(dir.join("no-site"))
+        .args(["--heartbeat-ms", &opts.heartbeat_ms.to_string()])
+        .args(["--node-timeout-secs", &opts.node_timeout_secs.to_string()])
+        .args([
+            "--login-failure-delay-ms",
+            &opts.login_failure_delay_ms.to_string(),
+        ])
+        .args(["--session-idle-secs", &opts.session_idle_secs.to_string()])
+        .args(["--session-max-secs", &opts.session_max_secs.to_string()])
+        .args(["--memory-overcommit", &opts.memory_overcommit.to_string()])
+        .args(["--ha-lease-secs", &opts.ha_lease_secs.to_string()])
+        .args(["--ha-lease-margin-ms", &opts.ha_lease_margin_ms.to_string()])
+        .env("KILN_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdout(log_file(dir, "server-out"))
+        .stderr(append_log(dir, "server"))
+        .spawn()
+        .expect("spawn kiln-server");
+    Proc(server)
+}
+
+/// Wait until the server under `dir` listens on `port`.
+async fn wait_for_server(dir: &Path, port: u16) {
+    let ca_path = dir.join("server/pki/ca.crt");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if ca_path.exists()
+            && tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kiln-server did not start; see {}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn append_log(dir: &Path, name: &str) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
 /// A running test cluster.
 pub struct Cluster {
     dir: tempfile::TempDir,
     pub base: String,
-    server: Proc,
+    server: Mutex<Option<Proc>>,
+    port: u16,
+    opts: ServerOptions,
     nodes: Mutex<HashMap<String, (Option<Proc>, PathBuf)>>,
     ca_pem: String,
 }
@@ -103,53 +171,62 @@ impl Cluster {
     pub async fn start(opts: ServerOptions) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let server = Command::new(env!("CARGO_BIN_EXE_kiln-server"))
-            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir.path().join("server"))
-            .arg("--site-root")
-            .arg(dir.path().join("no-site"))
-            .args(["--heartbeat-ms", "300"])
-            .args(["--node-timeout-secs", &opts.node_timeout_secs.to_string()])
-            .args([
-                "--login-failure-delay-ms",
-                &opts.login_failure_delay_ms.to_string(),
-            ])
-            .args(["--session-idle-secs", &opts.session_idle_secs.to_string()])
-            .args(["--session-max-secs", &opts.session_max_secs.to_string()])
-            .args(["--memory-overcommit", &opts.memory_overcommit.to_string()])
-            .env("KILN_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .stdout(log_file(dir.path(), "server-out"))
-            .stderr(log_file(dir.path(), "server"))
-            .spawn()
-            .expect("spawn kiln-server");
-        let server = Proc(server);
+        let server = spawn_server(dir.path(), port, &opts);
         let base = format!("https://127.0.0.1:{port}");
         let ca_path = dir.path().join("server/pki/ca.crt");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if ca_path.exists()
-                && tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kiln-server did not start; see {}",
-                dir.path().display()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_server(dir.path(), port).await;
         let ca_pem = std::fs::read_to_string(&ca_path).expect("ca.crt");
         Cluster {
             dir,
             base,
-            server,
+            server: Mutex::new(Some(server)),
+            port,
+            opts,
             nodes: Mutex::default(),
             ca_pem,
         }
+    }
+
+    /// The cluster's directory (server and node data).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// SIGKILL the server.
+    pub fn kill_server(&self) {
+        *self.server.lock().expect("lock") = None;
+    }
+
+    /// Start the server again (same data, port and options) and wait until it answers.
+    pub async fn restart_server(&self) {
+        let server = spawn_server(self.dir.path(), self.port, &self.opts);
+        *self.server.lock().expect("lock") = Some(server);
+        wait_for_server(self.dir.path(), self.port).await;
+    }
+
+    /// The process id of a node's agent.
+    pub fn node_pid(&self, name: &str) -> u32 {
+        let nodes = self.nodes.lock().expect("lock");
+        nodes
+            .get(name)
+            .and_then(|(p, _)| p.as_ref())
+            .map(|p| p.0.id())
+            .expect("a running agent")
+    }
+
+    /// Send `signal` (e.g. "STOP", "CONT", "KILL") to process `pid` (one this test started).
+    pub fn signal(pid: u32, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// The log of the server (for failure messages).
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     fn client(&self) -> reqwest::Client {
@@ -203,6 +280,42 @@ impl Cluster {
             .expect("lock")
             .insert(name.to_owned(), (None, data));
         Ok(())
+    }
+
+    /// Join a node whose API the server reaches only through a TCP relay the test can cut
+    /// (a network partition between server and node: both stay alive), and start its agent.
+    pub async fn add_node_behind_relay(&self, name: &str) -> Relay {
+        let node_port = free_port();
+        let relay = Relay::start(node_port).await;
+        let data = self.dir.path().join(name);
+        let out = tokio::process::Command::new(node_bin())
+            .args([
+                "join",
+                &self.base,
+                &self.join_token(),
+                "--name",
+                name,
+                "--listen",
+                &format!("127.0.0.1:{node_port}"),
+                "--advertise",
+                &format!("https://127.0.0.1:{}", relay.port),
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .await
+            .expect("kiln-node join");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.nodes
+            .lock()
+            .expect("lock")
+            .insert(name.to_owned(), (None, data));
+        self.restart_node(name);
+        relay
     }
 
     /// Join a node and start its agent.
@@ -420,6 +533,15 @@ impl Api {
         self.send(req, csrf).await
     }
 
+    pub async fn put(&self, path: &str, json: &str) -> (u16, Value) {
+        let req = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .body(json.to_owned());
+        self.send(req, Some(&self.csrf.clone())).await
+    }
+
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         self.send(
             self.client.delete(format!("{}{path}", self.base)),
@@ -515,5 +637,66 @@ impl Api {
             assert!(Instant::now() < deadline, "{node} not {state}: {body}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// A TCP relay from a port of its own to a node's API port. `cut()` drops every connection
+/// and blackholes new ones (accepted, never answered), as a lost network would;
+/// `restore()` relays again.
+pub struct Relay {
+    pub port: u16,
+    cut: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target_port: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("relay listener");
+        let port = listener.local_addr().expect("relay addr").port();
+        let cut = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
+        let cut2 = cut.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut cut_rx = cut2.subscribe();
+                tokio::spawn(async move {
+                    if *cut_rx.borrow() {
+                        // Blackhole: hold the connection, never answer.
+                        let _ = cut_rx.wait_for(|c| !*c).await;
+                        return;
+                    }
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        Relay { port, cut, task }
+    }
+
+    /// Cut the network between server and node.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Let traffic through again.
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -137,6 +137,19 @@ impl ControlClient {
         }
     }
 
+    /// `lease`: renew (or with `None` disarm) the HA lease; returns the time left in ms.
+    pub fn lease(
+        &mut self,
+        deadline_monotonic_ns: Option<u64>,
+    ) -> Result<Option<u64>, ClientError> {
+        match self.request(&Request::Lease {
+            deadline_monotonic_ns,
+        })? {
+            Reply::Lease { remaining_ms, .. } => Ok(remaining_ms),
+            other => Err(ClientError::UnexpectedReply(Box::new(other))),
+        }
+    }
+
     fn expect_migration(&mut self, request: &Request) -> Result<MigrationStatus, ClientError> {
         match self.request(request)? {
             Reply::Migration(s) => Ok(*s),

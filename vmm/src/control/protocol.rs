@@ -73,6 +73,13 @@ pub enum Request {
     MigrateCommit,
     /// Cancel an outgoing migration; the VM keeps running here, the target discards.
     MigrateCancel,
+    /// Renew the HA lease: the VM stops itself (reason `lease_expired`) once
+    /// `deadline_monotonic_ns` (absolute `CLOCK_MONOTONIC` of this host) passes without a
+    /// newer one. `null` disarms the watchdog (the VM is no longer HA-managed).
+    Lease {
+        /// The new deadline, or none.
+        deadline_monotonic_ns: Option<u64>,
+    },
     /// The current (or last) migration; with `wait`, reply only once it has ended or waits
     /// for its commit.
     MigrateStatus {
@@ -131,6 +138,13 @@ pub enum Reply {
     },
     /// For `stats`.
     Stats(VmStats),
+    /// For `lease`: the deadline now in force and how far away it is.
+    Lease {
+        /// The deadline (absolute `CLOCK_MONOTONIC`), if armed.
+        deadline_monotonic_ns: Option<u64>,
+        /// Milliseconds left until it, if armed (0 once passed).
+        remaining_ms: Option<u64>,
+    },
     /// For `migrate_send`, `migrate_cancel` and `migrate_status`.
     Migration(Box<MigrationStatus>),
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::protocol::{ApiError, ErrorKind, Reply, Request, Response};
+use crate::lease::Lease;
 use crate::migration::{send, MigrationError};
 use crate::state::StopReason;
 use crate::vm::{VmError, VmShared};
@@ -103,7 +104,12 @@ impl ControlSocket {
     }
 
     /// Serve connections on a background thread.
-    pub fn serve(&self, vm: Arc<VmShared>, in_flight: Arc<InFlight>) -> std::io::Result<()> {
+    pub fn serve(
+        &self,
+        vm: Arc<VmShared>,
+        in_flight: Arc<InFlight>,
+        lease: Arc<Lease>,
+    ) -> std::io::Result<()> {
         let listener = self.listener.try_clone()?;
         std::thread::Builder::new()
             .name("control".into())
@@ -111,9 +117,10 @@ impl ControlSocket {
                 for stream in listener.incoming().flatten() {
                     let vm = vm.clone();
                     let in_flight = in_flight.clone();
+                    let lease = lease.clone();
                     let _ = std::thread::Builder::new()
                         .name("control-conn".into())
-                        .spawn(move || serve_connection(stream, &vm, &in_flight));
+                        .spawn(move || serve_connection(stream, &vm, &in_flight, &lease));
                 }
             })?;
         Ok(())
@@ -173,8 +180,19 @@ fn no_migration() -> Response {
 /// How long `migrate_status` with `wait` blocks at most.
 const MIGRATION_WAIT: Duration = Duration::from_secs(3600);
 
-fn handle(vm: &Arc<VmShared>, request: Request) -> Next {
+fn handle(vm: &Arc<VmShared>, lease: &Lease, request: Request) -> Next {
     let result = match request {
+        Request::Lease {
+            deadline_monotonic_ns,
+        } => {
+            lease.set(deadline_monotonic_ns);
+            let remaining_ms = deadline_monotonic_ns
+                .map(|d| d.saturating_sub(crate::lease::monotonic_now_ns()) / 1_000_000);
+            Ok(Reply::Lease {
+                deadline_monotonic_ns,
+                remaining_ms,
+            })
+        }
         Request::MigrateSend {
             to,
             downtime_ms,
@@ -242,7 +260,7 @@ fn write_response(out: &mut UnixStream, response: &Response) -> std::io::Result<
     out.write_all(&line)
 }
 
-fn serve_connection(stream: UnixStream, vm: &Arc<VmShared>, in_flight: &InFlight) {
+fn serve_connection(stream: UnixStream, vm: &Arc<VmShared>, in_flight: &InFlight, lease: &Lease) {
     let Ok(mut out) = stream.try_clone() else {
         return;
     };
@@ -271,7 +289,7 @@ fn serve_connection(stream: UnixStream, vm: &Arc<VmShared>, in_flight: &InFlight
                 continue;
             }
         };
-        match handle(vm, request) {
+        match handle(vm, lease, request) {
             Next::Reply(response) => {
                 if write_response(&mut out, &response).is_err() {
                     return;
