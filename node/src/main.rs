@@ -192,6 +192,7 @@ async fn run(data: &DataDir, options: RunOptions) -> anyhow::Result<()> {
         .context("cannot read host facts")?;
     let vms = open_supervisor(data, &config.name, &facts.borrow(), &options).await?;
 
+    let shutdown = shutdown_signal();
     let listen = options.listen.unwrap_or(config.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -204,7 +205,7 @@ async fn run(data: &DataDir, options: RunOptions) -> anyhow::Result<()> {
         vms,
         identity: Arc::new(identity),
     });
-    tls_server::serve(listener, Arc::new(tls), app, shutdown_signal()).await;
+    tls_server::serve(listener, Arc::new(tls), app, shutdown).await;
     tracing::info!("kiln-node {} stopped", config.name);
     Ok(())
 }
@@ -272,19 +273,22 @@ async fn open_supervisor(
     Ok(supervisor)
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Watches SIGINT and SIGTERM from now on — before the API listens, so a signal sent as soon
+/// as the port answers is not lost — and completes on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("cannot watch SIGTERM ({e}); stop with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot watch SIGINT/SIGTERM ({e}); stop the agent with SIGKILL");
+                std::future::pending::<()>().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
     }
 }

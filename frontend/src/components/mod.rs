@@ -5,6 +5,7 @@ pub mod datacenter;
 pub mod dialog;
 pub mod join_dialog;
 pub mod meter;
+pub mod migrate_dialog;
 pub mod node_summary;
 pub mod tasks;
 pub mod tree;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use kiln_api_types::{TaskLogLine, TaskSummary};
 use leptos::prelude::*;
 
-use crate::api::Api;
+use crate::api::{segment, Api};
 use crate::components::dialog::Dialog;
 use crate::events::ClusterData;
 use crate::format;
@@ -50,6 +50,35 @@ impl TaskOutcome {
             TaskOutcome::Ok => "OK".into(),
             TaskOutcome::Failed(error) => format!("Error: {error}"),
         }
+    }
+}
+
+/// A running task's progress in whole percent, if it reports one.
+pub fn percent(task: &TaskSummary) -> Option<u32> {
+    task.progress
+        .filter(|_| task.status == "running")
+        .map(|p| (p.clamp(0.0, 1.0) * 100.0).round() as u32)
+}
+
+/// A progress bar for a running task that reports its progress.
+#[component]
+fn TaskProgress(#[prop(into)] percent: Signal<Option<u32>>) -> impl IntoView {
+    move || {
+        percent.get().map(|p| {
+            view! {
+                <div
+                    class="task-progress"
+                    role="progressbar"
+                    data-testid="task-progress"
+                    aria-valuemin="0"
+                    aria-valuemax="100"
+                    aria-valuenow=p.to_string()
+                >
+                    <div class="task-progress-fill" style:width=format!("{p}%")></div>
+                    <span class="task-progress-text">{format!("{p} %")}</span>
+                </div>
+            }
+        })
     }
 }
 
@@ -114,7 +143,14 @@ pub fn TaskPanel() -> impl IntoView {
                     <tbody>
                         <For
                             each=move || data.tasks.get()
-                            key=|task| (task.upid.clone(), task.status.clone(), task.exitstatus.clone())
+                            key=|task| {
+                                (
+                                    task.upid.clone(),
+                                    task.status.clone(),
+                                    task.exitstatus.clone(),
+                                    percent(task),
+                                )
+                            }
                             let:task
                         >
                             <TaskRow task on_open=move |task| open_task.set(Some(task))/>
@@ -169,7 +205,12 @@ fn TaskRow(task: TaskSummary, #[prop(into)] on_open: Callback<TaskSummary>) -> i
             <td>{task.node.clone()}</td>
             <td>{task.user.clone()}</td>
             <td>{description(&task)}</td>
-            <td class="task-status">{outcome.label()}</td>
+            <td class="task-status">
+                {match percent(&task) {
+                    Some(p) => view! { <TaskProgress percent=Some(p)/> }.into_any(),
+                    None => outcome.label().into_any(),
+                }}
+            </td>
         </tr>
     }
 }
@@ -224,6 +265,22 @@ pub fn TaskLogDialog(
         }
     });
 
+    let stopping = RwSignal::new(false);
+    let stop = {
+        let (node, upid) = (task.node.clone(), task.upid.clone());
+        move |_| {
+            let path = format!("nodes/{}/tasks/{}", segment(&node), segment(&upid));
+            stopping.set(true);
+            leptos::task::spawn_local(async move {
+                if let Err(e) = api.delete::<serde_json::Value>(&path).await {
+                    error.set(Some(format!("Cannot stop the task: {e}")));
+                    stopping.set(false);
+                }
+            });
+        }
+    };
+    let running = move || status.with(|s| s.status == "running");
+
     let title = format!("Task viewer: {}", description(&task));
     view! {
         <Dialog title testid="task-log-dialog" on_close>
@@ -231,6 +288,10 @@ pub fn TaskLogDialog(
                 <dt>"Status"</dt>
                 <dd data-testid="task-log-status">
                     {move || status.with(|s| TaskOutcome::of(s).label())}
+                </dd>
+                <dt>"Progress"</dt>
+                <dd>
+                    <TaskProgress percent=Signal::derive(move || status.with(percent))/>
                 </dd>
                 <dt>"Node"</dt>
                 <dd>{task.node.clone()}</dd>
@@ -242,6 +303,19 @@ pub fn TaskLogDialog(
                 <dd class="mono">{task.upid.clone()}</dd>
             </dl>
             {move || error.get().map(|e| view! { <div class="notice error" role="alert">{e}</div> })}
+            <Show when=running>
+                <div class="dialog-buttons">
+                    <button
+                        type="button"
+                        class="button danger"
+                        data-testid="task-stop"
+                        disabled=move || stopping.get()
+                        on:click=stop.clone()
+                    >
+                        "Stop"
+                    </button>
+                </div>
+            </Show>
             <pre class="task-log" data-testid="task-log" aria-busy=move || loading.get().to_string()>
                 {move || {
                     lines

@@ -1,10 +1,11 @@
-//! The VM view's action buttons (Start … Resume, Remove), each enabled by the VM's state, and
-//! the Remove confirmation that asks for the VM id, as Proxmox does.
+//! The VM view's action buttons (Start … Resume, Migrate, Remove), each enabled by the VM's
+//! state, and the Remove confirmation that asks for the VM id, as Proxmox does.
 
 use leptos::prelude::*;
 
 use crate::api::Api;
 use crate::components::dialog::Dialog;
+use crate::components::migrate_dialog::MigrateDialog;
 use crate::components::tree::Selection;
 use crate::vm::{VmAction, VmState};
 
@@ -29,6 +30,7 @@ pub fn VmToolbar(
     let busy = RwSignal::new(None::<VmAction>);
     let error = RwSignal::new(None::<String>);
     let removing = RwSignal::new(false);
+    let migrating = RwSignal::new(false);
     let idle = move || {
         busy.with(Option::is_none) && lock.with(Option::is_none) && node.with(Option::is_some)
     };
@@ -74,6 +76,18 @@ pub fn VmToolbar(
             {buttons}
             <button
                 type="button"
+                class="button"
+                data-testid="vm-migrate"
+                disabled=move || {
+                    !(idle() && matches!(state.get(), VmState::Running | VmState::Stopped))
+                }
+                title="Move the VM to another node (live while it runs)"
+                on:click=move |_| migrating.set(true)
+            >
+                "Migrate"
+            </button>
+            <button
+                type="button"
                 class="button danger"
                 data-testid="vm-remove"
                 disabled=move || !(idle() && state.get() == VmState::Stopped)
@@ -93,6 +107,12 @@ pub fn VmToolbar(
                         </div>
                     }
                 })
+        }}
+        {move || {
+            let node = node.get()?;
+            migrating
+                .get()
+                .then(|| view! { <MigrateDialog vmid node on_close=move |()| migrating.set(false)/> })
         }}
         <Show when=move || removing.get()>
             <RemoveDialog vmid node selection on_close=move |()| removing.set(false)/>

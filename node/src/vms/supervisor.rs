@@ -74,6 +74,9 @@ struct Inner {
     table: Mutex<BTreeMap<u32, Slot>>,
     /// Per-VM action locks; kept after a delete (a few bytes per id ever used).
     locks: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
+    /// Outcome of each outgoing migration that waited for its commit (see
+    /// `migrate_commit`): set once the source's kiln-vmm has settled and exited.
+    outgoing: Mutex<HashMap<u32, migration::OutcomeRx>>,
 }
 
 /// One VM.
@@ -158,6 +161,7 @@ impl Supervisor {
                 lease: Arc::new(NodeLease::default()),
                 table: Mutex::new(BTreeMap::new()),
                 locks: Mutex::new(HashMap::new()),
+                outgoing: Mutex::new(HashMap::new()),
             }),
         };
         for vm in found {

@@ -11,6 +11,7 @@
 //! `migrate_send` to the socket and waits for the end. After a completed migration the VM is
 //! stopped here with the reason "migrated to <target>".
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -239,10 +240,19 @@ impl Supervisor {
                 // still holding the VM's lock.
                 status.peer = outgoing.peer();
                 let this = self.clone();
+                let (done, outcome) = watch::channel(None);
+                self.outgoing_map().insert(vmid, outcome);
                 tokio::spawn(async move {
+                    // This wait is already under way when the commit comes, so the final
+                    // status arrives even though kiln-vmm exits right after it.
                     let socket = outgoing.socket.clone();
-                    let settled = wait_settled(vmid, &socket, true).await;
-                    let _ = this.conclude(outgoing, settled).await;
+                    let mut settled = wait_settled(vmid, &socket, true).await;
+                    if settled.is_err() {
+                        // kiln-vmm may exit before its answer is out: its exit tells.
+                        settled = this.settled_by_exit(vmid, &outgoing, settled).await;
+                    }
+                    let concluded = this.conclude(outgoing, settled).await;
+                    done.send_replace(Some(concluded.map_err(|e| e.to_string())));
                     drop(guard);
                 });
                 Ok(status)
@@ -346,25 +356,83 @@ impl Supervisor {
     /// answers once the VM runs on the target and its kiln-vmm here has exited.
     pub async fn migrate_commit(&self, vmid: u32) -> Result<MigrationStatus, VmError> {
         let (socket, target) = self.outgoing(vmid)?;
+        let mut outcome = self.outgoing_map().get(&vmid).cloned().ok_or_else(|| {
+            VmError::WrongState(format!(
+                "VM {vmid}'s migration does not wait for a commit; it commits by itself"
+            ))
+        })?;
         control::request(&socket, CONTROL_TIMEOUT, |c| c.migrate_commit())
             .await
             .map_err(|e| control_error(vmid, &e))?;
-        let mut status = wait_settled(vmid, &socket, true).await?;
-        status.peer = target.to_string();
-        match status.phase {
-            MigrationPhase::Completed => {
-                self.wait_gone(vmid, &target).await;
-                Ok(status)
-            }
-            phase => Err(VmError::Migration {
-                status: 502,
-                message: format!(
-                    "the commit of VM {vmid}'s migration to node {target} did not complete ({}); it keeps running on node {}",
-                    status.error.clone().unwrap_or_else(|| format!("{phase:?}")),
-                    self.node()
-                ),
-            }),
+        let settled = outcome
+            .wait_for(Option::is_some)
+            .await
+            .map(|o| o.clone())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Err("the migration's supervision ended".into()));
+        self.outgoing_map().remove(&vmid);
+        let failed = |why: String| {
+            VmError::Migration {
+            status: 502,
+            message: format!(
+                "the commit of VM {vmid}'s migration to node {target} did not complete ({why}); it keeps running on node {}",
+                self.node()
+            ),
         }
+        };
+        match settled {
+            Ok(status) if status.phase == MigrationPhase::Completed => Ok(status),
+            Ok(status) => Err(failed(
+                status
+                    .error
+                    .unwrap_or_else(|| format!("{:?}", status.phase)),
+            )),
+            Err(why) => Err(failed(why)),
+        }
+    }
+
+    /// After the wait for a committed migration lost its connection: if kiln-vmm exited
+    /// with the reason "migrated", the migration completed; otherwise keep `lost`.
+    async fn settled_by_exit(
+        &self,
+        vmid: u32,
+        outgoing: &Outgoing,
+        lost: Result<MigrationStatus, VmError>,
+    ) -> Result<MigrationStatus, VmError> {
+        self.wait_gone(vmid, &outgoing.target).await;
+        let migrated = self.table().get(&vmid).is_some_and(|slot| {
+            matches!(&slot.run, Run::Stopped { reason, .. } if reason.starts_with("migrated to"))
+        });
+        if !migrated {
+            return lost;
+        }
+        let mut status = to_wire(&kiln_vmm::protocol::MigrationStatus {
+            role: kiln_vmm::protocol::MigrationRole::Outgoing,
+            phase: kiln_vmm::protocol::MigrationPhase::Completed,
+            peer: outgoing.peer(),
+            downtime_budget_ms: 0,
+            bwlimit_mib_s: None,
+            guest_memory_bytes: 0,
+            rounds: Vec::new(),
+            bytes_transferred: 0,
+            throttle_percent: 0,
+            elapsed_ms: 0,
+            total_ms: None,
+            downtime_us: None,
+            restore_us: None,
+            error: None,
+        })
+        .map_err(|detail| VmError::Control { vmid, detail })?;
+        status.error = Some("kiln-vmm exited before it reported its figures".into());
+        Ok(status)
+    }
+
+    fn outgoing_map(&self) -> std::sync::MutexGuard<'_, HashMap<u32, OutcomeRx>> {
+        self.inner
+            .outgoing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// `GET migrate`: the current or last migration of `vmid` here.
@@ -447,6 +515,11 @@ fn prepare_incoming(dir: &VmDir, spec: &VmSpec) -> Result<(), VmError> {
     }
     Ok(())
 }
+
+/// How an outgoing migration ended: its final status, or the error's message.
+type Outcome = Option<Result<MigrationStatus, String>>;
+/// Where `migrate_commit` waits for the [`Outcome`].
+pub(super) type OutcomeRx = watch::Receiver<Outcome>;
 
 /// An outgoing migration's parts that outlive the `migrate/send` call.
 struct Outgoing {
