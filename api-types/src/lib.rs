@@ -31,6 +31,8 @@ pub struct TicketRequest {
     pub password: String,
 }
 
+pub mod access;
+
 /// Answer of a successful login (`POST /api2/json/access/ticket`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Ticket {
@@ -405,6 +407,10 @@ pub struct VmCreateRequest {
     pub onboot: Option<u8>,
     /// Start right after creation (0/1).
     pub start: Option<u8>,
+    /// Put the VM into this pool (its quota applies; `VM.Allocate` on `/pool/{pool}`
+    /// suffices to create it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 /// An image in a node's image store (`GET /api2/json/nodes/{node}/images`, Kiln extension).

@@ -3,6 +3,7 @@
 // Leptos view types of the whole app are deep.
 #![recursion_limit = "256"]
 
+mod access;
 mod api;
 mod auth;
 mod cluster;
@@ -51,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(args).await,
         Command::JoinToken(args) => join_token(args).await,
+        Command::Routes => print_routes(),
     }
 }
 
@@ -94,6 +96,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::warn!("marked {aborted} interrupted task(s) as failed");
     }
     ensure_admin(&db).await?;
+    let access = access::AccessStore::load(&db)
+        .await
+        .context("cannot load users, roles and permissions")?;
     let pki = ServerPki::load_or_create(&args.data_dir.join("pki"), &args.tls_sans)
         .context("cannot set up the cluster PKI")?;
     let identity = ClusterIdentity {
@@ -144,6 +149,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let state = AppState(Arc::new(Inner {
         tasks: TaskManager::new(db.clone(), changes.clone()),
         db,
+        access,
         ca: pki.ca,
         // A heartbeat request may take most of a period, never longer than the offline timeout.
         clients: NodeClients::new(
@@ -213,6 +219,12 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term.recv() => {},
     }
+}
+
+/// `kiln-server routes`: the route table with each route's required privileges, as JSON.
+fn print_routes() -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&api::routes::table())?);
+    Ok(())
 }
 
 async fn join_token(args: JoinTokenArgs) -> anyhow::Result<()> {

@@ -3,9 +3,11 @@
 //! Callers see typed methods on [`Db`], never SQL, so that a PostgreSQL backend can be added
 //! behind the same methods later. Queries use only portable SQL and `?` placeholders.
 
+mod access;
 mod cluster_config;
 mod join_tokens;
 mod nodes;
+mod pools;
 mod tasks;
 mod users;
 mod vms;
@@ -17,9 +19,12 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+pub use access::{AccessRows, TokenRecord};
 pub use join_tokens::RedeemError;
 pub use nodes::NodeRecord;
+pub use pools::PoolRecord;
 pub use tasks::{TaskFilter, TaskRecord};
+pub use users::UserRecord;
 pub use vms::VmRecord;
 
 /// A database failure, with what the server was doing when it happened.

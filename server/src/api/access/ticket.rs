@@ -6,8 +6,10 @@ use axum::extract::{ConnectInfo, State};
 use kiln_api_types::{Ticket, TicketRequest};
 use tower_sessions::Session;
 
-use super::error::{ok, ApiError, ApiResult};
-use super::params::Body;
+use kiln_api_types::access::NoParams;
+
+use crate::api::error::{ok, ApiError, ApiResult};
+use crate::api::params::{Body, Query};
 use crate::auth::password::{dummy_hash, verify_password};
 use crate::auth::{session, AuthUser};
 use crate::db::unix_now;
@@ -32,19 +34,6 @@ fn validate(req: &TicketRequest) -> Result<String, ApiError> {
     } else {
         format!("{user}@{REALM}")
     })
-}
-
-/// Capabilities shown to the UI (Proxmox's `cap` object).
-fn capabilities(userid: &str) -> serde_json::Value {
-    if userid == crate::auth::privilege::ROOT {
-        serde_json::json!({
-            "nodes": {"Sys.Audit": 1, "Sys.Modify": 1},
-            "dc": {"Sys.Audit": 1, "Sys.Modify": 1},
-            "access": {}, "vms": {}, "storage": {}, "sdn": {},
-        })
-    } else {
-        serde_json::json!({"nodes": {}, "dc": {}, "access": {}, "vms": {}, "storage": {}, "sdn": {}})
-    }
 }
 
 /// `POST /api2/json/access/ticket`: check the password, start a session, return the ticket.
@@ -93,14 +82,14 @@ pub async fn login(
     Ok(ok(Ticket {
         ticket,
         csrf_prevention_token: auth.csrf,
-        cap: capabilities(&userid),
+        cap: super::permissions::capabilities(&app.access.current(), &userid, None),
         username: userid,
     }))
 }
 
 /// `DELETE /api2/json/access/ticket`: end the session (Kiln extension; Proxmox tickets simply
 /// expire). The CSRF layer has checked the token already.
-pub async fn logout(user: AuthUser, session: Session) -> ApiResult<()> {
+pub async fn logout(user: AuthUser, session: Session, Query(_): Query<NoParams>) -> ApiResult<()> {
     session::end(&session).await?;
     tracing::info!(user = %user.userid, "logout");
     Ok(ok(()))
