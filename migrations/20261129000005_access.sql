@@ -59,3 +59,16 @@ CREATE TABLE pool_members (
     poolid TEXT NOT NULL REFERENCES pools (poolid)
 );
 CREATE INDEX pool_members_by_pool ON pool_members (poolid);
+
+-- Audit log: every state-changing API call that reached the API (who, what, result, from
+-- where). No bodies or query strings are kept, so no secrets end up here.
+CREATE TABLE audit_log (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    time    INTEGER NOT NULL,                   -- unix seconds
+    userid  TEXT NOT NULL,                      -- auth id (user@kiln or user@kiln!token), or '' if none
+    method  TEXT NOT NULL,
+    path    TEXT NOT NULL,
+    status  INTEGER NOT NULL,                   -- HTTP status of the answer
+    client  TEXT NOT NULL                       -- client address
+);
+CREATE INDEX audit_log_by_time ON audit_log (time DESC);

@@ -390,3 +390,34 @@ pub struct PoolUpdate {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
+
+/// An entry of the audit log (`GET /api2/kiln/audit`, Kiln extension).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct AuditEntry {
+    /// Sequence number (newest first in listings).
+    pub id: i64,
+    /// Unix seconds.
+    pub time: i64,
+    /// `user@kiln` or `user@kiln!token`; empty when the caller was not authenticated.
+    pub user: String,
+    /// HTTP method.
+    pub method: String,
+    /// Request path (the target, e.g. `/api2/json/nodes/n1/qemu/100/status/start`).
+    pub path: String,
+    /// HTTP status of the answer (2xx done, 4xx refused).
+    pub status: u16,
+    /// Client address.
+    pub client: String,
+}
+
+/// Query of `GET /api2/kiln/audit`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Skip this many (newest first).
+    pub start: Option<u32>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<u32>,
+    /// Only this caller (exact auth id).
+    pub userfilter: Option<String>,
+}

@@ -5,6 +5,7 @@
 
 mod access;
 mod api;
+mod audit;
 mod auth;
 mod cluster;
 mod config;
@@ -174,6 +175,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let app = api::router()
         .merge(ui::router(&state))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::middleware::authenticate,

@@ -1,6 +1,7 @@
 //! The REST API: Proxmox-compatible under `/api2/json`, Kiln's own under `/api2/kiln`.
 
 pub mod access;
+mod audit;
 mod cluster;
 mod console;
 pub mod error;

@@ -9,7 +9,9 @@ use axum::http::Method;
 use axum::routing::MethodRouter;
 use serde::Serialize;
 
-use super::{access, cluster, console, events, guard, join, nodes, pools, qemu, tasks, version};
+use super::{
+    access, audit, cluster, console, events, guard, join, nodes, pools, qemu, tasks, version,
+};
 use crate::access::Check;
 use crate::access::Privilege::{self, *};
 use crate::state::AppState;
@@ -318,6 +320,7 @@ pub fn routes() -> Vec<Route> {
         get("/api2/kiln/ca", &PUBLIC, join::ca),
         post("/api2/kiln/join", &PUBLIC, join::join),
         get("/api2/kiln/events", &ANY_USER, events::stream),
+        get("/api2/kiln/audit", &perm!("/", &[SysAudit]), audit::list),
         get(
             "/api2/kiln/nodes/{node}/qemu/{vmid}/console",
             &perm!("/vms/{vmid}", &[VmConsole]),

@@ -4,6 +4,7 @@
 //! behind the same methods later. Queries use only portable SQL and `?` placeholders.
 
 mod access;
+mod audit;
 mod cluster_config;
 mod join_tokens;
 mod nodes;
@@ -20,6 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 pub use access::{AccessRows, TokenRecord};
+pub use audit::AuditRecord;
 pub use join_tokens::RedeemError;
 pub use nodes::NodeRecord;
 pub use pools::PoolRecord;
