@@ -72,3 +72,15 @@ CREATE TABLE audit_log (
     client  TEXT NOT NULL                       -- client address
 );
 CREATE INDEX audit_log_by_time ON audit_log (time DESC);
+
+-- Second factors: at most one TOTP ('totp': its otpauth URL, and the last accepted time
+-- step so that a code is never accepted twice) and one set of recovery keys ('recovery':
+-- comma-separated SHA-256 of the keys not used yet) per user.
+CREATE TABLE user_tfa (
+    userid     TEXT NOT NULL REFERENCES users (userid) ON DELETE CASCADE,
+    id         TEXT NOT NULL CHECK (id IN ('totp', 'recovery')),
+    data       TEXT NOT NULL,
+    last_step  INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (userid, id)
+);

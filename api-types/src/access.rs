@@ -421,3 +421,63 @@ pub struct AuditQuery {
     /// Only this caller (exact auth id).
     pub userfilter: Option<String>,
 }
+
+/// Everything `POST /access/ticket` accepts (Proxmox's parameters; the web UI sends the
+/// [`crate::TicketRequest`] subset).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct LoginRequest {
+    /// User id (`name@kiln`, or `name` with `realm`).
+    pub username: String,
+    /// The password; in the second step of a login with a second factor, `totp:<code>` or
+    /// `recovery:<key>`.
+    pub password: String,
+    /// Realm, when `username` has none (only `kiln`).
+    pub realm: Option<String>,
+    /// The `ticket` of a `NeedTFA` answer.
+    #[serde(rename = "tfa-challenge")]
+    pub tfa_challenge: Option<String>,
+    /// Accepted for Proxmox clients (Kiln always uses the new format).
+    #[serde(rename = "new-format")]
+    pub new_format: Option<u8>,
+}
+
+/// A second factor of a user (`GET /access/tfa/{userid}`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TfaEntry {
+    /// `totp` or `recovery`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its id (the same word).
+    pub id: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// Recovery keys not used yet (recovery only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u32>,
+}
+
+/// `POST /access/tfa/{userid}`: add a TOTP (`type=totp`, `totp` = otpauth URL, `value` = its
+/// current code) or new recovery keys (`type=recovery`), confirmed with the current password.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TfaAdd {
+    /// `totp` or `recovery`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// otpauth URL (TOTP).
+    pub totp: Option<String>,
+    /// The authenticator's current code (TOTP).
+    pub value: Option<String>,
+    /// The user's current password.
+    pub password: String,
+}
+
+/// Answer of `POST /access/tfa/{userid}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TfaAdded {
+    /// `totp` or `recovery`.
+    pub id: String,
+    /// The recovery keys, shown only now (recovery only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery: Vec<String>,
+}

@@ -45,6 +45,11 @@ pub struct Ticket {
     pub username: String,
     /// Capabilities of the user, Proxmox-style (`{"nodes": {"Sys.Audit": 1}, ...}`).
     pub cap: serde_json::Value,
+    /// 1 when the password was right and a second factor is needed: `ticket` is then only a
+    /// challenge, to be sent back as `tfa-challenge` with `password` = `totp:<code>` or
+    /// `recovery:<key>` (Proxmox's flow).
+    #[serde(rename = "NeedTFA", default, skip_serializing_if = "Option::is_none")]
+    pub need_tfa: Option<u8>,
 }
 
 /// The identity behind the current browser session, as the UI needs it.

@@ -165,6 +165,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         memory_overcommit: args.memory_overcommit,
         nodes: NodeRegistry::new(args.node_timeout()),
         changes,
+        tfa_challenges: access::tfa::Challenges::default(),
         login_limiter: LoginLimiter::new(LoginLimits::default()),
         login_failure_delay: Duration::from_millis(args.login_failure_delay_ms),
         session_policy,

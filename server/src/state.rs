@@ -41,6 +41,8 @@ pub struct Inner {
     pub changes: Arc<ChangeSignal>,
     /// Task manager.
     pub tasks: TaskManager,
+    /// Logins waiting for their second factor.
+    pub tfa_challenges: crate::access::tfa::Challenges,
     /// Failed-login throttling.
     pub login_limiter: LoginLimiter,
     /// Delay before answering a failed login.

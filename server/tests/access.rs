@@ -649,6 +649,182 @@ async fn state_changing_calls_are_audited_and_only_auditors_read_the_log() {
     assert_eq!(only_eve["data"].as_array().unwrap().len(), 1, "{only_eve}");
 }
 
+#[tokio::test]
+async fn a_totp_login_needs_the_second_factor_and_codes_and_recovery_keys_work_once() {
+    use totp_rs::{Algorithm, Secret, TOTP};
+    let c = Cluster::start(ServerOptions::default()).await;
+    let root = c.login().await;
+    add_user(&root, "tina@kiln").await;
+    let tina = c.login_as("tina@kiln", PASSWORD).await;
+    let secret = Secret::Raw(rand_bytes()).to_bytes().unwrap();
+    let totp = TOTP::new(
+        Algorithm::SHA1,
+        6,
+        1,
+        30,
+        secret,
+        Some("Kiln".into()),
+        "tina@kiln".into(),
+    )
+    .unwrap();
+    let url = totp.get_url();
+    let enrol = |value: &str, password: &str| {
+        json!({"type": "totp", "totp": url, "value": value, "password": password}).to_string()
+    };
+    let path = "/api2/json/access/tfa/tina@kiln";
+    let (code, res) = tina.post(path, &enrol("abcdef", PASSWORD)).await;
+    assert_eq!(
+        (code, res["errors"]["value"].is_string()),
+        (400, true),
+        "{res}"
+    );
+    let (code, res) = tina
+        .post(path, &enrol(&totp.generate_current().unwrap(), "not-it"))
+        .await;
+    assert_eq!(
+        (code, res["errors"]["password"].is_string()),
+        (400, true),
+        "{res}"
+    );
+    ok(
+        &tina,
+        "POST",
+        path,
+        serde_json::from_str(&enrol(&totp.generate_current().unwrap(), PASSWORD)).unwrap(),
+    )
+    .await;
+    let keys = ok(
+        &tina,
+        "POST",
+        path,
+        json!({"type": "recovery", "password": PASSWORD}),
+    )
+    .await["recovery"]
+        .clone();
+    let keys: Vec<String> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.len(), 10);
+    let (code, _) = root
+        .post(
+            path,
+            &json!({"type": "recovery", "password": harness::ADMIN_PASSWORD}).to_string(),
+        )
+        .await;
+    assert_eq!(code, 403, "only the user enrols its own second factors");
+
+    // The password alone no longer opens a session: the answer is a challenge.
+    let ch = tfa_challenge(&c).await;
+    assert!(ch.starts_with("PVE:tina@kiln:!tfa!"), "{ch}");
+    assert_eq!(
+        c.session_api(&ch, "").get("/api2/json/version").await.0,
+        401,
+        "a challenge is no session"
+    );
+    // A wrong answer uses the challenge up.
+    assert_eq!(
+        tfa_answer(&c, ch.clone(), "totp:abcdef".into()).await.0,
+        401
+    );
+    assert_eq!(
+        tfa_answer(&c, ch, format!("recovery:{}", keys[0])).await.0,
+        401
+    );
+
+    // A recovery key works once.
+    let (code, body) =
+        tfa_answer(&c, tfa_challenge(&c).await, format!("recovery:{}", keys[0])).await;
+    assert_eq!(code, 200, "{body}");
+    let session = c.session_api(
+        body["data"]["ticket"].as_str().unwrap(),
+        body["data"]["CSRFPreventionToken"].as_str().unwrap(),
+    );
+    assert_eq!(session.get("/api2/json/version").await.0, 200);
+    assert_eq!(
+        tfa_answer(&c, tfa_challenge(&c).await, format!("recovery:{}", keys[0]))
+            .await
+            .0,
+        401
+    );
+    let listed = tina.get(path).await.1;
+    assert!(
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["remaining"] == 9),
+        "{listed}"
+    );
+
+    // A TOTP code works once (the enrolment used the current one; the next is accepted).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let next = totp.generate(now + 30);
+    let (code, body) = tfa_answer(&c, tfa_challenge(&c).await, format!("totp:{next}")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        tfa_answer(&c, tfa_challenge(&c).await, format!("totp:{next}"))
+            .await
+            .0,
+        401,
+        "replayed code"
+    );
+
+    // After a lost phone an administrator removes the factors; the password suffices again.
+    ok(
+        &root,
+        "DELETE",
+        "/api2/json/access/tfa/tina@kiln/totp",
+        Value::Null,
+    )
+    .await;
+    ok(
+        &root,
+        "DELETE",
+        "/api2/json/access/tfa/tina@kiln/recovery",
+        Value::Null,
+    )
+    .await;
+    let (code, body) = c.try_login("tina@kiln", PASSWORD).await;
+    assert_eq!(
+        (code, body["data"]["NeedTFA"].is_null()),
+        (200, true),
+        "{body}"
+    );
+}
+
+/// The first step of tina's login: the challenge of a `NeedTFA` answer.
+async fn tfa_challenge(c: &Cluster) -> String {
+    let (code, body) = c.try_login("tina@kiln", PASSWORD).await;
+    assert_eq!(
+        (code, body["data"]["NeedTFA"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    body["data"]["ticket"].as_str().unwrap().to_owned()
+}
+
+/// The second step of tina's login.
+async fn tfa_answer(c: &Cluster, challenge: String, answer: String) -> (u16, Value) {
+    let body = json!({"username": "tina@kiln", "password": answer, "tfa-challenge": challenge});
+    c.anonymous()
+        .request("POST", "/api2/json/access/ticket", Some(&body.to_string()))
+        .await
+}
+
+fn rand_bytes() -> Vec<u8> {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("kiln-tfa-test-{t}").into_bytes()
+}
+
 // ---------------------------------------------------------------------------------------
 // The permission matrix.
 
@@ -1018,6 +1194,7 @@ async fn permission_matrix_follows_the_route_table() {
         ("pool", "fixpool".to_owned()),
         ("action", "start".to_owned()),
         ("path", "/vms/100".to_owned()),
+        ("id", "totp".to_owned()),
     ]
     .into();
 

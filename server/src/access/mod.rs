@@ -12,6 +12,7 @@ pub mod ids;
 pub mod pools;
 pub mod privileges;
 pub mod roles;
+pub mod tfa;
 pub mod tokens;
 
 use std::sync::{Arc, RwLock};

@@ -240,6 +240,21 @@ pub fn routes() -> Vec<Route> {
             &SELF_OR_USER_MODIFY,
             access::password::change,
         ),
+        get(
+            "/api2/json/access/tfa/{userid}",
+            &USER_READ,
+            access::tfa::list,
+        ),
+        post(
+            "/api2/json/access/tfa/{userid}",
+            &Check::SessionOnly { then: &SELF },
+            access::tfa::add,
+        ),
+        delete(
+            "/api2/json/access/tfa/{userid}/{id}",
+            &SELF_OR_USER_MODIFY,
+            access::tfa::remove,
+        ),
         // pools
         get("/api2/json/pools", &ANY_USER, pools::list),
         post("/api2/json/pools", &POOL_ALLOCATE, pools::create),

@@ -10,6 +10,7 @@ mod join_tokens;
 mod nodes;
 mod pools;
 mod tasks;
+mod tfa;
 mod users;
 mod vms;
 

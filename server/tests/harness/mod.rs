@@ -279,6 +279,17 @@ impl Cluster {
         }
     }
 
+    /// A client using an existing ticket and CSRF token.
+    pub fn session_api(&self, ticket: &str, csrf: &str) -> Api {
+        Api {
+            client: self.client(),
+            base: self.base.clone(),
+            ticket: ticket.to_owned(),
+            csrf: csrf.to_owned(),
+            token: None,
+        }
+    }
+
     /// A client without any credentials.
     pub fn anonymous(&self) -> Api {
         Api {

@@ -6,6 +6,7 @@ pub mod groups;
 pub mod password;
 pub mod permissions;
 pub mod roles;
+pub mod tfa;
 pub mod ticket;
 pub mod tokens;
 pub mod users;

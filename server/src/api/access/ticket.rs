@@ -3,11 +3,13 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use kiln_api_types::{Ticket, TicketRequest};
+use kiln_api_types::access::LoginRequest;
+use kiln_api_types::Ticket;
 use tower_sessions::Session;
 
 use kiln_api_types::access::NoParams;
 
+use crate::access::tfa;
 use crate::api::error::{ok, ApiError, ApiResult};
 use crate::api::params::{Body, Query};
 use crate::auth::password::{dummy_hash, verify_password};
@@ -18,7 +20,7 @@ use crate::state::AppState;
 /// Default realm, appended when a user name has none.
 const REALM: &str = "kiln";
 
-fn validate(req: &TicketRequest) -> Result<String, ApiError> {
+fn validate(req: &LoginRequest) -> Result<String, ApiError> {
     let user = req.username.trim();
     if user.is_empty() || user.len() > 128 || user.chars().any(|c| c.is_control() || c == ':') {
         return Err(ApiError::param(
@@ -28,6 +30,12 @@ fn validate(req: &TicketRequest) -> Result<String, ApiError> {
     }
     if req.password.is_empty() || req.password.len() > 1024 {
         return Err(ApiError::param("password", "expected 1 to 1024 characters"));
+    }
+    if req.realm.as_deref().is_some_and(|r| r != REALM) {
+        return Err(ApiError::param(
+            "realm",
+            format!("the only realm is {REALM}"),
+        ));
     }
     Ok(if user.contains('@') {
         user.to_owned()
@@ -41,7 +49,7 @@ pub async fn login(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,
-    Body(req): Body<TicketRequest>,
+    Body(req): Body<LoginRequest>,
 ) -> ApiResult<Ticket> {
     let userid = validate(&req)?;
     let ip = peer.ip();
@@ -61,20 +69,41 @@ pub async fn login(
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| dummy_hash().to_owned());
-    let password = req.password;
-    let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-        .await
-        .map_err(|e| ApiError::Internal(format!("password check panicked: {e}")))?;
+    let second_step = req.tfa_challenge.is_some();
+    let matches = match &req.tfa_challenge {
+        None => {
+            let password = req.password.clone();
+            tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+                .await
+                .map_err(|e| ApiError::Internal(format!("password check panicked: {e}")))?
+        }
+        Some(challenge) => {
+            user.is_some() && second_factor(&app, &userid, challenge, &req.password).await?
+        }
+    };
     if !(matches && usable) {
         app.login_limiter.record_failure(&userid, ip);
-        let why = match (&user, usable) {
-            (None, _) => "no such user",
-            (Some(_), false) => "account disabled or expired",
+        let why = match (&user, usable, second_step) {
+            (None, _, _) => "no such user",
+            (Some(_), false, _) => "account disabled or expired",
+            (_, _, true) => "wrong or expired second factor",
             _ => "wrong password",
         };
         tracing::warn!(user = %userid, rhost = %ip, "authentication failure: {why}");
         tokio::time::sleep(app.login_failure_delay).await;
         return Err(ApiError::AuthFailed);
+    }
+    if !second_step && has_second_factor(&app, &userid).await? {
+        // The password was right; the session starts only after the second factor.
+        let challenge = app.tfa_challenges.issue(&userid);
+        tracing::info!(user = %userid, rhost = %ip, "password accepted, second factor needed");
+        return Ok(ok(Ticket {
+            ticket: format!("PVE:{userid}:!tfa!{challenge}"),
+            csrf_prevention_token: String::new(),
+            cap: serde_json::json!({}),
+            username: userid,
+            need_tfa: Some(1),
+        }));
     }
     app.login_limiter.record_success(&userid);
     let (ticket, auth) = session::establish(&session, &userid, &app.session_policy).await?;
@@ -84,7 +113,55 @@ pub async fn login(
         csrf_prevention_token: auth.csrf,
         cap: super::permissions::capabilities(&app.access.current(), &userid, None),
         username: userid,
+        need_tfa: None,
     }))
+}
+
+/// Whether `userid` has a second factor it must present.
+async fn has_second_factor(app: &AppState, userid: &str) -> Result<bool, ApiError> {
+    Ok(app.db.tfa(userid).await?.iter().any(|f| !f.data.is_empty()))
+}
+
+/// The second step of a login: `answer` is `totp:<code>` or `recovery:<key>` for the challenge
+/// issued after the password. The challenge is used up either way.
+async fn second_factor(
+    app: &AppState,
+    userid: &str,
+    challenge: &str,
+    answer: &str,
+) -> Result<bool, ApiError> {
+    if !app
+        .tfa_challenges
+        .take(tfa::challenge_of(challenge), userid)
+    {
+        return Ok(false);
+    }
+    let factors = app.db.tfa(userid).await?;
+    let find = |id: &str| factors.iter().find(|f| f.id == id);
+    if let Some(code) = answer.strip_prefix("totp:") {
+        let Some(totp) = find("totp") else {
+            return Ok(false);
+        };
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        return match tfa::verify_totp(&totp.data, code, totp.last_step, now) {
+            // Recorded only if no login used this step (or a later one) meanwhile.
+            Ok(step) => Ok(app.db.advance_totp_step(userid, step).await?),
+            Err(_) => Ok(false),
+        };
+    }
+    if let Some(key) = answer.strip_prefix("recovery:") {
+        let Some(recovery) = find("recovery") else {
+            return Ok(false);
+        };
+        return match tfa::use_recovery_key(&recovery.data, key) {
+            Some(left) => Ok(app
+                .db
+                .consume_recovery_key(userid, &recovery.data, &left)
+                .await?),
+            None => Ok(false),
+        };
+    }
+    Ok(false)
 }
 
 /// `DELETE /api2/json/access/ticket`: end the session (Kiln extension; Proxmox tickets simply
@@ -99,10 +176,11 @@ pub async fn logout(user: AuthUser, session: Session, Query(_): Query<NoParams>)
 mod tests {
     use super::*;
 
-    fn req(u: &str, p: &str) -> TicketRequest {
-        TicketRequest {
+    fn req(u: &str, p: &str) -> LoginRequest {
+        LoginRequest {
             username: u.into(),
             password: p.into(),
+            ..Default::default()
         }
     }
 
