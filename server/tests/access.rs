@@ -97,8 +97,19 @@ async fn a_student_cannot_list_read_start_or_console_into_another_students_vm() 
         .map(|v| v["vmid"].clone())
         .collect();
     assert_eq!(vmids, vec![json!(100)], "{on_node}");
-    let events = alice.open("/api2/kiln/events").await;
+    // The live event stream (what the UI shows) carries her VM only.
+    let mut events = alice.open("/api2/kiln/events").await;
     assert_eq!(events.status(), 200);
+    let mut first = String::new();
+    while !first.contains("\n\n") {
+        let chunk = events.chunk().await.unwrap().expect("stream open");
+        first.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        first.contains("qemu/100") && !first.contains("qemu/101"),
+        "{first}"
+    );
+    drop(events);
 
     // Bob's VM: every door is closed, with Proxmox's message.
     for (method, path) in [
@@ -429,12 +440,25 @@ async fn concurrent_starts_at_the_edge_of_a_pool_quota_let_exactly_the_allowed_n
     let pool = teacher.get("/api2/json/pools/lab").await.1;
     assert_eq!(pool["data"]["usage"]["running_vcpus"], 2, "{pool}");
     assert_eq!(pool["data"]["members"].as_array().unwrap().len(), 3);
+    // A running VM cannot be moved into the full pool either.
+    create_vm(&root, 104, json!({"start": 1})).await;
+    root.wait_vm("n1", 104, "running", LONG).await;
+    ok(&root, "PUT", "/api2/json/pools/lab", json!({"max-vms": 4})).await;
+    let (code, res) = root.put("/api2/json/pools/lab", r#"{"vms": "104"}"#).await;
+    assert_eq!(code, 409, "{res}");
+    assert!(
+        res["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("pool lab: the running VMs to add use 1 vCPUs but only 0 of 2 are free"),
+        "{res}"
+    );
     // The teacher administers the pool but cannot raise its quota.
     let (code, res) = teacher
         .put("/api2/json/pools/lab", r#"{"max-vcpus": 8}"#)
         .await;
     assert_eq!(code, 403, "{res}");
-    for vmid in [100, 101, 102] {
+    for vmid in [100, 101, 102, 104] {
         let _ = root
             .post(
                 &format!("/api2/json/nodes/n1/qemu/{vmid}/status/stop"),

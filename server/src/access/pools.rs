@@ -29,6 +29,22 @@ pub enum QuotaError {
         /// VMs to add.
         adding: u32,
     },
+    /// Running VMs added to the pool would exceed a running limit.
+    #[error("pool {pool}: the running VMs to add use {need} {what} but only {free} of {max} are free; stop them first or raise the pool's {limit}")]
+    AddingRunning {
+        /// Pool id.
+        pool: String,
+        /// `vCPUs` or `MiB of memory`.
+        what: &'static str,
+        /// What the added VMs use.
+        need: u64,
+        /// What is free.
+        free: u64,
+        /// The limit.
+        max: u64,
+        /// The limit's parameter name.
+        limit: &'static str,
+    },
     /// Too many running vCPUs.
     #[error("pool {pool}: starting VM {vmid} needs {need} vCPUs but only {free} of {max} are free (short by {short}); stop another VM of the pool or raise its max-vcpus")]
     Vcpus {
@@ -61,6 +77,44 @@ pub enum QuotaError {
         /// `need - free`.
         short: u64,
     },
+}
+
+/// May running VMs using `vcpus` and `memory_mib` join pool `pool`, whose running VMs use
+/// `running`? (Stopped VMs add nothing until they start.)
+pub fn check_adding_running(
+    pool: &str,
+    quota: &Quota,
+    running: &PoolUsage,
+    vcpus: u32,
+    memory_mib: u64,
+) -> Result<(), QuotaError> {
+    if let Some(max) = quota.max_vcpus {
+        let free = max.saturating_sub(running.running_vcpus);
+        if vcpus > free {
+            return Err(QuotaError::AddingRunning {
+                pool: pool.to_owned(),
+                what: "vCPUs",
+                need: u64::from(vcpus),
+                free: u64::from(free),
+                max: u64::from(max),
+                limit: "max-vcpus",
+            });
+        }
+    }
+    if let Some(max) = quota.max_memory_mib {
+        let free = max.saturating_sub(running.running_memory_mib);
+        if memory_mib > free {
+            return Err(QuotaError::AddingRunning {
+                pool: pool.to_owned(),
+                what: "MiB of memory",
+                need: memory_mib,
+                free,
+                max,
+                limit: "max-memory",
+            });
+        }
+    }
+    Ok(())
 }
 
 /// May `adding` more VMs join pool `pool` that holds `used`?
@@ -115,7 +169,7 @@ pub fn check_start(
 
 /// Whether a VM counts against its pool's running limits: it runs (or is paused), its start
 /// has been asked for, or its node is offline while it should run (it may still run there).
-fn counts_as_running(app: &AppState, vm: &VmRecord) -> bool {
+pub fn counts_as_running(app: &AppState, vm: &VmRecord) -> bool {
     match observe(app, vm) {
         Observed::Unknown => vm.desired == "running",
         seen => seen.is_active() || vm.desired == "running",
@@ -226,6 +280,30 @@ mod tests {
             check_start("lab1", &Quota::default(), &running, &vm(64, 1 << 20)),
             Ok(())
         );
+    }
+
+    #[test]
+    fn running_vms_may_join_only_within_the_running_limits() {
+        let quota = Quota {
+            max_vms: None,
+            max_vcpus: Some(4),
+            max_memory_mib: Some(512),
+        };
+        let running = PoolUsage {
+            vms: 2,
+            running_vcpus: 3,
+            running_memory_mib: 128,
+        };
+        assert_eq!(
+            check_adding_running("lab", &quota, &running, 1, 384),
+            Ok(())
+        );
+        let err = check_adding_running("lab", &quota, &running, 2, 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "pool lab: the running VMs to add use 2 vCPUs but only 1 of 4 are free; stop them first or raise the pool's max-vcpus"
+        );
+        assert!(check_adding_running("lab", &quota, &running, 0, 385).is_err());
     }
 
     #[test]

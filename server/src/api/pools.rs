@@ -9,7 +9,7 @@ use super::access::{flag, split_list, text};
 use super::error::{ok, ApiError, ApiResult};
 use super::params::{Body, Query};
 use crate::access::ids::check_name;
-use crate::access::pools::{check_members, usage};
+use crate::access::pools::{check_adding_running, check_members, counts_as_running, usage};
 use crate::access::{PoolInfo, Privilege, Quota};
 use crate::auth::{authorize, AuthUser};
 use crate::db::PoolRecord;
@@ -205,9 +205,23 @@ pub async fn update(
         }
         let quota = Quota {
             max_vms: record.max_vms,
-            ..pool.quota
+            max_vcpus: record.max_vcpus,
+            max_memory_mib: record.max_memory_mib,
         };
         check_members(&poolid, &quota, pool.vms.len() as u32, adding)?;
+        // Running VMs bring their use along: checked under the placement lock, so that no
+        // start squeezes in between.
+        let _placing = app.placement.lock().await;
+        let (mut vcpus, mut memory) = (0, 0);
+        for vm in app.db.vms().await? {
+            let joining = vmids.contains(&vm.vmid) && ac.pool_of(vm.vmid) != Some(poolid.as_str());
+            if joining && counts_as_running(&app, &vm) {
+                vcpus += vm.cores;
+                memory += u64::from(vm.memory_mib);
+            }
+        }
+        let running = usage(&app, &poolid, None).await?;
+        check_adding_running(&poolid, &quota, &running, vcpus, memory)?;
         app.db.add_pool_members(&poolid, &vmids).await?;
     }
     app.db.update_pool(&record).await?;
