@@ -33,6 +33,8 @@ pub struct TicketRequest {
     pub password: String,
 }
 
+pub mod access;
+
 /// Answer of a successful login (`POST /api2/json/access/ticket`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Ticket {
@@ -45,6 +47,11 @@ pub struct Ticket {
     pub username: String,
     /// Capabilities of the user, Proxmox-style (`{"nodes": {"Sys.Audit": 1}, ...}`).
     pub cap: serde_json::Value,
+    /// 1 when the password was right and a second factor is needed: `ticket` is then only a
+    /// challenge, to be sent back as `tfa-challenge` with `password` = `totp:<code>` or
+    /// `recovery:<key>` (Proxmox's flow).
+    #[serde(rename = "NeedTFA", default, skip_serializing_if = "Option::is_none")]
+    pub need_tfa: Option<u8>,
 }
 
 /// The identity behind the current browser session, as the UI needs it.
@@ -413,6 +420,10 @@ pub struct VmCreateRequest {
     pub onboot: Option<u8>,
     /// Start right after creation (0/1).
     pub start: Option<u8>,
+    /// Put the VM into this pool (its quota applies; `VM.Allocate` on `/pool/{pool}`
+    /// suffices to create it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 /// An image in a node's image store (`GET /api2/json/nodes/{node}/images`, Kiln extension).

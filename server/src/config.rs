@@ -24,6 +24,8 @@ pub enum Command {
     Run(RunArgs),
     /// Create a one-time join token for `kiln-node join` and print it.
     JoinToken(JoinTokenArgs),
+    /// Print every API route with the privileges it requires (JSON).
+    Routes,
 }
 
 /// Options of `kiln-server run`.

@@ -3,7 +3,9 @@
 // Leptos view types of the whole app are deep.
 #![recursion_limit = "256"]
 
+mod access;
 mod api;
+mod audit;
 mod auth;
 mod cluster;
 mod config;
@@ -52,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(args).await,
         Command::JoinToken(args) => join_token(args).await,
+        Command::Routes => print_routes(),
     }
 }
 
@@ -95,6 +98,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::warn!("marked {aborted} interrupted task(s) as failed");
     }
     ensure_admin(&db).await?;
+    let access = access::AccessStore::load(&db)
+        .await
+        .context("cannot load users, roles and permissions")?;
     let pki = ServerPki::load_or_create(&args.data_dir.join("pki"), &args.tls_sans)
         .context("cannot set up the cluster PKI")?;
     let identity = ClusterIdentity {
@@ -145,6 +151,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let state = AppState(Arc::new(Inner {
         tasks: TaskManager::new(db.clone(), changes.clone()),
         db,
+        access,
         ca: pki.ca,
         // A heartbeat request may take most of a period, never longer than the offline timeout.
         clients: NodeClients::new(
@@ -160,6 +167,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         memory_overcommit: args.memory_overcommit,
         nodes: NodeRegistry::new(args.node_timeout(), args.lease_policy()?),
         changes,
+        tfa_challenges: access::tfa::Challenges::default(),
         login_limiter: LoginLimiter::new(LoginLimits::default()),
         login_failure_delay: Duration::from_millis(args.login_failure_delay_ms),
         session_policy,
@@ -170,6 +178,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let app = api::router()
         .merge(ui::router(&state))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::middleware::authenticate,
@@ -215,6 +227,12 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term.recv() => {},
     }
+}
+
+/// `kiln-server routes`: the route table with each route's required privileges, as JSON.
+fn print_routes() -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&api::routes::table())?);
+    Ok(())
 }
 
 async fn join_token(args: JoinTokenArgs) -> anyhow::Result<()> {

@@ -21,6 +21,8 @@ pub struct AppState(pub Arc<Inner>);
 pub struct Inner {
     /// Database.
     pub db: Db,
+    /// Users, groups, roles, ACL, API tokens and pools: the snapshot every check reads.
+    pub access: crate::access::AccessStore,
     /// Cluster CA (signs node certificates).
     pub ca: ClusterCa,
     /// Clients for the node API (mutual TLS with the server's cluster identity).
@@ -41,6 +43,8 @@ pub struct Inner {
     pub changes: Arc<ChangeSignal>,
     /// Task manager.
     pub tasks: TaskManager,
+    /// Logins waiting for their second factor.
+    pub tfa_challenges: crate::access::tfa::Challenges,
     /// Failed-login throttling.
     pub login_limiter: LoginLimiter,
     /// Delay before answering a failed login.

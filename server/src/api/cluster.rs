@@ -15,7 +15,7 @@ pub async fn status(
     State(app): State<AppState>,
     user: AuthUser,
 ) -> ApiResult<Vec<ClusterStatusEntry>> {
-    authorize(&user.userid, "/", Privilege::SysAudit)?;
+    authorize(&user, "/", Privilege::SysAudit)?;
     let timeout = app.nodes.timeout();
     let nodes = app.db.nodes().await?;
     let mut out = vec![ClusterStatusEntry {
@@ -65,17 +65,17 @@ pub struct ResourcesQuery {
 /// Everything the caller may see, optionally of one type.
 pub async fn visible_resources(
     app: &AppState,
-    userid: &str,
+    user: &AuthUser,
     kind: Option<&str>,
 ) -> Result<Vec<ClusterResource>, ApiError> {
     let mut out = Vec::new();
     if kind.is_none() || kind == Some("node") {
         out.extend(node_resources(app).await?.into_iter().filter(|r| {
-            authorize(userid, &format!("/nodes/{}", r.node), Privilege::SysAudit).is_ok()
+            authorize(user, &format!("/nodes/{}", r.node), Privilege::SysAudit).is_ok()
         }));
     }
     if kind.is_none() || kind == Some("vm") {
-        out.extend(super::qemu::vm_resources(app, userid).await?);
+        out.extend(super::qemu::vm_resources(app, user).await?);
         super::ha::annotate(app, &mut out).await?;
     }
     Ok(out)
@@ -98,5 +98,5 @@ pub async fn resources(
             ));
         }
     }
-    Ok(ok(visible_resources(&app, &user.userid, kind).await?))
+    Ok(ok(visible_resources(&app, &user, kind).await?))
 }

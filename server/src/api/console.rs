@@ -54,11 +54,7 @@ pub async fn console(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let vm = find_vm(&app, &node, &vmid).await?;
-    authorize(
-        &user.userid,
-        &format!("/vms/{}", vm.vmid),
-        Privilege::VmConsole,
-    )?;
+    authorize(&user, &format!("/vms/{}", vm.vmid), Privilege::VmConsole)?;
     check_origin(&headers)?;
     if !observe(&app, &vm).is_active() {
         return Err(ApiError::Conflict(format!(
@@ -73,15 +69,26 @@ pub async fn console(
         .console(vm.vmid)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let Some(id) = session.id() else {
+    // API tokens have no session; a browser's console ends with its session.
+    let id = session.id();
+    if id.is_none() && user.token.is_none() {
         return Err(ApiError::Unauthenticated);
-    };
+    }
     tracing::info!(user = %user.userid, vmid = vm.vmid, "console opened");
     Ok(ws.on_upgrade(move |socket| async move {
         let session_ended = async {
             loop {
                 tokio::time::sleep(SESSION_CHECK).await;
-                if !session::still_valid(&app.sessions, &id, &app.session_policy).await {
+                if let Some(id) = &id {
+                    if !session::still_valid(&app.sessions, id, &app.session_policy).await {
+                        return;
+                    }
+                }
+                // The account, the token or the VM.Console privilege may be gone by now.
+                let still_allowed = user.refreshed(&app).is_some_and(|u| {
+                    authorize(&u, &format!("/vms/{}", vm.vmid), Privilege::VmConsole).is_ok()
+                });
+                if !still_allowed {
                     return;
                 }
             }

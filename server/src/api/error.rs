@@ -8,6 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kiln_api_types::Envelope;
 
+use crate::access::check::CheckError;
+use crate::access::ids::InvalidId;
+use crate::access::pools::QuotaError;
 use crate::auth::privilege::Denied;
 use crate::db::DbError;
 
@@ -20,12 +23,18 @@ pub enum ApiError {
     /// Wrong user name or password.
     #[error("authentication failure")]
     AuthFailed,
+    /// A presented credential other than a password (an API token) is not valid.
+    #[error("{0}")]
+    BadCredentials(String),
     /// State-changing request without the session's CSRF token.
     #[error("permission denied - invalid CSRF token: send the CSRFPreventionToken header you got at login")]
     Csrf,
     /// The caller lacks a privilege.
     #[error(transparent)]
     Forbidden(#[from] Denied),
+    /// The caller may not do this for another reason (e.g. it is not the user concerned).
+    #[error("{0}")]
+    NotPermitted(String),
     /// Parameters failed validation: name → message.
     #[error("parameter verification failed")]
     Params(BTreeMap<String, String>),
@@ -71,8 +80,13 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthenticated | ApiError::AuthFailed => StatusCode::UNAUTHORIZED,
-            ApiError::Csrf | ApiError::Forbidden(_) | ApiError::Refused(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthenticated | ApiError::AuthFailed | ApiError::BadCredentials(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Csrf
+            | ApiError::Forbidden(_)
+            | ApiError::NotPermitted(_)
+            | ApiError::Refused(_) => StatusCode::FORBIDDEN,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Params(_) => StatusCode::BAD_REQUEST,
@@ -88,6 +102,40 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<CheckError> for ApiError {
+    fn from(e: CheckError) -> Self {
+        match e {
+            CheckError::Unauthenticated => ApiError::Unauthenticated,
+            CheckError::Denied { path, privilege } => {
+                ApiError::Forbidden(Denied { path, privilege })
+            }
+            e @ CheckError::NotAllowed(_) => ApiError::NotPermitted(e.to_string()),
+            CheckError::BadParam { name, message } => ApiError::param(&name, message),
+        }
+    }
+}
+
+impl From<QuotaError> for ApiError {
+    fn from(e: QuotaError) -> Self {
+        ApiError::Conflict(e.to_string())
+    }
+}
+
+impl From<InvalidId> for ApiError {
+    fn from(e: InvalidId) -> Self {
+        let name = match &e {
+            InvalidId::User(_) => "userid",
+            InvalidId::Token(_) => "tokenid",
+            InvalidId::Name { kind: "group", .. } => "groupid",
+            InvalidId::Name { kind: "role", .. } => "roleid",
+            InvalidId::Name { kind: "pool", .. } => "poolid",
+            InvalidId::Name { .. } => "id",
+            InvalidId::Path(_) => "path",
+        };
+        ApiError::param(name, e.to_string())
     }
 }
 

@@ -17,10 +17,10 @@ use crate::state::AppState;
 /// At most one event per this period, however often the cluster changes.
 const MIN_GAP: Duration = Duration::from_millis(500);
 
-async fn snapshot(app: &AppState, userid: &str) -> Result<ClusterEvent, ApiError> {
+async fn snapshot(app: &AppState, user: &AuthUser) -> Result<ClusterEvent, ApiError> {
     Ok(ClusterEvent {
-        resources: visible_resources(app, userid, None).await?,
-        tasks: recent(app, userid, 50).await?,
+        resources: visible_resources(app, user, None).await?,
+        tasks: recent(app, user, 50).await?,
     })
 }
 
@@ -34,15 +34,19 @@ pub async fn stream(
     let id = session.id();
     let stream = async_stream_lite(move |tx| async move {
         loop {
-            // The stream outlives the request that opened it: end it with the session.
-            let valid = match &id {
-                Some(id) => session::still_valid(&app.sessions, id, &app.session_policy).await,
-                None => false,
+            // The stream outlives the request that opened it: end it with the session, the
+            // user's account or the token, and judge each event by the current permissions.
+            let valid = match (&user.token, &id) {
+                (Some(_), _) => true,
+                (None, Some(id)) => {
+                    session::still_valid(&app.sessions, id, &app.session_policy).await
+                }
+                (None, None) => false,
             };
-            if !valid {
+            let Some(current) = user.refreshed(&app).filter(|_| valid) else {
                 return;
-            }
-            match snapshot(&app, &user.userid).await {
+            };
+            match snapshot(&app, &current).await {
                 Ok(ev) => {
                     let event = Event::default().json_data(&ev).unwrap_or_default();
                     if tx.send(Ok(event)).await.is_err() {

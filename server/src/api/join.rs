@@ -59,7 +59,7 @@ pub async fn create_token(
     user: AuthUser,
     Body(req): Body<NewTokenRequest>,
 ) -> ApiResult<JoinTokenCreated> {
-    authorize(&user.userid, "/", Privilege::SysModify)?;
+    authorize(&user, "/", Privilege::SysModify)?;
     let ttl = req.ttl.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
     if !(60..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
         return Err(ApiError::param(
@@ -68,7 +68,7 @@ pub async fn create_token(
         ));
     }
     let (token, expires) =
-        create_join_token(&app.db, app.ca.fingerprint(), &user.userid, ttl).await?;
+        create_join_token(&app.db, app.ca.fingerprint(), &user.auth_id(), ttl).await?;
     Ok(ok(JoinTokenCreated {
         token: token.to_string(),
         expires,

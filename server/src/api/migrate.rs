@@ -26,11 +26,7 @@ pub async fn preconditions(
     Path((node, vmid)): Path<(String, String)>,
 ) -> ApiResult<MigratePreconditions> {
     let vm = find_vm(&app, &node, &vmid).await?;
-    authorize(
-        &user.userid,
-        &format!("/vms/{}", vm.vmid),
-        Privilege::VmAudit,
-    )?;
+    authorize(&user, &format!("/vms/{}", vm.vmid), Privilege::VmAudit)?;
     let running = observe(&app, &vm).is_active();
     let (allowed, not_allowed) = migrate::candidates(&app, &vm, running, &node_names(&app).await?);
     Ok(ok(MigratePreconditions {
@@ -51,11 +47,7 @@ pub async fn migrate(
     Body(req): Body<MigrateRequest>,
 ) -> ApiResult<String> {
     let vm = find_vm(&app, &node, &vmid).await?;
-    authorize(
-        &user.userid,
-        &format!("/vms/{}", vm.vmid),
-        Privilege::VmMigrate,
-    )?;
+    authorize(&user, &format!("/vms/{}", vm.vmid), Privilege::VmMigrate)?;
     let target = req.target.trim().to_string();
     if target.is_empty() {
         return Err(ApiError::param("target", "name the node to migrate to"));

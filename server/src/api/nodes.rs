@@ -69,13 +69,7 @@ pub async fn list(State(app): State<AppState>, user: AuthUser) -> ApiResult<Vec<
     let timeout = app.nodes.timeout();
     let mut out = Vec::new();
     for rec in app.db.nodes().await? {
-        if authorize(
-            &user.userid,
-            &format!("/nodes/{}", rec.name),
-            Privilege::SysAudit,
-        )
-        .is_err()
-        {
+        if authorize(&user, &format!("/nodes/{}", rec.name), Privilege::SysAudit).is_err() {
             continue;
         }
         let rt = app.nodes.get(&rec.name);
@@ -104,7 +98,7 @@ pub async fn status(
     user: AuthUser,
     Path(node): Path<String>,
 ) -> ApiResult<NodeStatus> {
-    authorize(&user.userid, &format!("/nodes/{node}"), Privilege::SysAudit)?;
+    authorize(&user, &format!("/nodes/{node}"), Privilege::SysAudit)?;
     let rec = known_node(&app, &node).await?;
     let rt = app.nodes.get(&rec.name);
     let state = rt.state(app.nodes.timeout());

@@ -1,6 +1,7 @@
 //! `/nodes/{node}/qemu...` and `/cluster/nextid`: VM configuration and lifecycle, as Proxmox.
 
 use axum::extract::{Path, State};
+use kiln_api_types::access::NoParams;
 use kiln_api_types::{
     ClusterResource, ImageEntry, VmConfig, VmConfigUpdate, VmCreateRequest, VmListEntry, VmStatus,
 };
@@ -10,6 +11,8 @@ use sha2::{Digest, Sha256};
 use super::error::{ok, ApiError, ApiResult};
 use super::nodes::known_node;
 use super::params::{Body, Query};
+use crate::access::ids::check_name as check_id;
+use crate::access::pools::{self, check_members, StartRefused};
 use crate::auth::{authorize, AuthUser, Privilege};
 use crate::db::VmRecord;
 use crate::state::AppState;
@@ -119,13 +122,16 @@ pub fn vm_resource(app: &AppState, vm: &VmRecord) -> ClusterResource {
 }
 
 /// All VMs the caller may see, as cluster resources.
-pub async fn vm_resources(app: &AppState, userid: &str) -> Result<Vec<ClusterResource>, ApiError> {
+pub async fn vm_resources(
+    app: &AppState,
+    user: &AuthUser,
+) -> Result<Vec<ClusterResource>, ApiError> {
     Ok(app
         .db
         .vms()
         .await?
         .iter()
-        .filter(|vm| authorize(userid, &vm_path(vm.vmid), Privilege::VmAudit).is_ok())
+        .filter(|vm| authorize(user, &vm_path(vm.vmid), Privilege::VmAudit).is_ok())
         .map(|vm| vm_resource(app, vm))
         .collect())
 }
@@ -141,10 +147,9 @@ pub struct NextIdQuery {
 /// `GET /api2/json/cluster/nextid`: the next free VM id, as a string (as Proxmox).
 pub async fn next_id(
     State(app): State<AppState>,
-    user: AuthUser,
+    _user: AuthUser,
     Query(q): Query<NextIdQuery>,
 ) -> ApiResult<String> {
-    authorize(&user.userid, "/vms", Privilege::VmAudit)?;
     if let Some(vmid) = q.vmid {
         check_vmid(vmid)?;
         if app.db.vm(vmid).await?.is_some() {
@@ -164,7 +169,7 @@ pub async fn list(
     known_node(&app, &node).await?;
     let mut out = Vec::new();
     for vm in app.db.vms().await?.into_iter().filter(|v| v.node == node) {
-        if authorize(&user.userid, &vm_path(vm.vmid), Privilege::VmAudit).is_err() {
+        if authorize(&user, &vm_path(vm.vmid), Privilege::VmAudit).is_err() {
             continue;
         }
         let seen = observe(&app, &vm);
@@ -194,7 +199,7 @@ pub async fn images(
     user: AuthUser,
     Path(node): Path<String>,
 ) -> ApiResult<Vec<ImageEntry>> {
-    authorize(&user.userid, &format!("/nodes/{node}"), Privilege::SysAudit)?;
+    authorize(&user, &format!("/nodes/{node}"), Privilege::SysAudit)?;
     let rec = known_node(&app, &node).await?;
     let client = app.clients.operation(&rec).map_err(ApiError::Unavailable)?;
     let list = client
@@ -221,7 +226,8 @@ pub async fn create(
     Body(req): Body<VmCreateRequest>,
 ) -> ApiResult<String> {
     let vmid = check_vmid(req.vmid)?;
-    authorize(&user.userid, &vm_path(vmid), Privilege::VmAllocate)?;
+    // The route checked VM.Allocate on /vms/{vmid} or on /pool/{pool}.
+    let pool = req.pool.as_deref().map(known_pool).transpose()?;
     let rec = known_node(&app, &node).await?;
     let name = req.name.clone().unwrap_or_else(|| format!("vm{vmid}"));
     check_name(&name)?;
@@ -274,7 +280,7 @@ pub async fn create(
         placement::check_capacity(&app, &node, vmid, memory)?;
     }
     let guard = app.vm_locks.lock(vmid, "qmcreate")?;
-    if !app.db.insert_vm(&vm).await? {
+    if !insert(&app, &vm, pool).await? {
         return Err(ApiError::Conflict(format!(
             "VM {vmid} already exists; GET /api2/json/cluster/nextid gives a free id"
         )));
@@ -287,7 +293,7 @@ pub async fn create(
             &node,
             "qmcreate",
             &vmid.to_string(),
-            &user.userid,
+            &user.auth_id(),
             guard,
             move |log| async move {
                 log.log(format!(
@@ -301,6 +307,9 @@ pub async fn create(
                 let _placing = task_app.placement.lock().await;
                 placement::check_capacity(&task_app, &vm.node, vm.vmid, vm.memory_mib)
                     .map_err(|e| e.to_string())?;
+                pools::check_vm_start(&task_app, &vm)
+                    .await
+                    .map_err(|e| format!("VM {} was created, but {e}", vm.vmid))?;
                 let vmid = vm.vmid;
                 lifecycle::start(task_app.clone(), vm, log)
                     .await
@@ -309,6 +318,67 @@ pub async fn create(
         )
         .await?;
     Ok(ok(upid))
+}
+
+/// A pool named in a request: it must exist.
+fn known_pool(pool: &str) -> Result<String, ApiError> {
+    check_id("pool", pool)?;
+    Ok(pool.to_owned())
+}
+
+fn start_refused(e: StartRefused) -> ApiError {
+    match e {
+        StartRefused::Quota(q) => q.into(),
+        StartRefused::Db(d) => d.into(),
+    }
+}
+
+/// Store a new VM, in `pool` if given: the pool's VM limit is checked and the VM added
+/// under the access write lock, so concurrent creations cannot overfill it.
+async fn insert(app: &AppState, vm: &VmRecord, pool: Option<String>) -> Result<bool, ApiError> {
+    let Some(pool) = pool else {
+        return Ok(app.db.insert_vm(vm).await?);
+    };
+    let lock = app.access.lock().await;
+    let ac = app.access.current();
+    let info = ac.pool(&pool).ok_or_else(|| {
+        ApiError::param(
+            "pool",
+            format!("pool '{pool}' does not exist; GET /api2/json/pools lists them"),
+        )
+    })?;
+    check_members(&pool, &info.quota, info.vms.len() as u32, 1)?;
+    let inserted = app.db.insert_vm_in_pool(vm, &pool).await?;
+    app.access.reload(&app.db, &lock).await?;
+    Ok(inserted)
+}
+
+/// `VM.Config.*` privileges per changed field, as Proxmox: CPU for cores, Memory for memory,
+/// Disk for the boot image, Options for the rest.
+fn check_config_privileges(
+    user: &AuthUser,
+    vm: &VmRecord,
+    req: &VmConfigUpdate,
+) -> Result<(), ApiError> {
+    let path = vm_path(vm.vmid);
+    let mut needed = Vec::new();
+    if req.cores.is_some() {
+        needed.push(Privilege::VmConfigCpu);
+    }
+    if req.memory.is_some() {
+        needed.push(Privilege::VmConfigMemory);
+    }
+    if req.image.is_some() {
+        needed.push(Privilege::VmConfigDisk);
+    }
+    if req.name.is_some() || req.args.is_some() || req.description.is_some() || req.onboot.is_some()
+    {
+        needed.push(Privilege::VmConfigOptions);
+    }
+    for p in needed {
+        authorize(user, &path, p)?;
+    }
+    Ok(())
 }
 
 fn config_of(vm: &VmRecord) -> VmConfig {
@@ -331,7 +401,7 @@ pub async fn get_config(
     Path((node, vmid)): Path<(String, String)>,
 ) -> ApiResult<VmConfig> {
     let vm = find_vm(&app, &node, &vmid).await?;
-    authorize(&user.userid, &vm_path(vm.vmid), Privilege::VmAudit)?;
+    authorize(&user, &vm_path(vm.vmid), Privilege::VmAudit)?;
     Ok(ok(config_of(&vm)))
 }
 
@@ -343,7 +413,7 @@ pub async fn set_config(
     Body(req): Body<VmConfigUpdate>,
 ) -> ApiResult<()> {
     let mut vm = find_vm(&app, &node, &vmid).await?;
-    authorize(&user.userid, &vm_path(vm.vmid), Privilege::VmConfig)?;
+    check_config_privileges(&user, &vm, &req)?;
     let _guard = app.vm_locks.lock(vm.vmid, "qmconfig")?;
     if let Some(d) = &req.digest {
         if *d != digest(&vm) {
@@ -404,7 +474,7 @@ pub async fn status(
     Path((node, vmid)): Path<(String, String)>,
 ) -> ApiResult<VmStatus> {
     let vm = find_vm(&app, &node, &vmid).await?;
-    authorize(&user.userid, &vm_path(vm.vmid), Privilege::VmAudit)?;
+    authorize(&user, &vm_path(vm.vmid), Privilege::VmAudit)?;
     let seen = observe(&app, &vm);
     let active = seen.is_active();
     let rt = seen.runtime();
@@ -457,7 +527,7 @@ pub async fn action(
     Body(params): Body<ShutdownParams>,
 ) -> ApiResult<String> {
     let vm = find_vm(&app, &node, &vmid).await?;
-    authorize(&user.userid, &vm_path(vm.vmid), Privilege::VmPowerMgmt)?;
+    authorize(&user, &vm_path(vm.vmid), Privilege::VmPowerMgmt)?;
     let kind: &'static str = match action.as_str() {
         "start" => "qmstart",
         "stop" => "qmstop",
@@ -498,6 +568,10 @@ pub async fn action(
         "start" => {
             require(!seen.is_active(), || format!("VM {id} is already {state}"))?;
             placement::check_capacity(&app, &node, id, vm.memory_mib)?;
+            // Fails early; the word that counts is spoken under the placement lock below.
+            pools::check_vm_start(&app, &vm)
+                .await
+                .map_err(start_refused)?;
         }
         "suspend" => require(state == "running", || {
             format!("VM {id} is {state}; only a running VM can be paused")
@@ -514,13 +588,16 @@ pub async fn action(
             &node,
             kind,
             &id.to_string(),
-            &user.userid,
+            &user.auth_id(),
             guard,
             move |log| async move {
                 match kind {
                     "qmstart" => {
                         let _placing = task_app.placement.lock().await;
                         placement::check_capacity(&task_app, &vm.node, vm.vmid, vm.memory_mib)
+                            .map_err(|e| e.to_string())?;
+                        pools::check_vm_start(&task_app, &vm)
+                            .await
                             .map_err(|e| e.to_string())?;
                         lifecycle::start(task_app.clone(), vm, log).await
                     }
@@ -541,9 +618,10 @@ pub async fn destroy(
     State(app): State<AppState>,
     user: AuthUser,
     Path((node, vmid)): Path<(String, String)>,
+    Query(_): Query<NoParams>,
 ) -> ApiResult<String> {
     let vm = find_vm(&app, &node, &vmid).await?;
-    authorize(&user.userid, &vm_path(vm.vmid), Privilege::VmAllocate)?;
+    authorize(&user, &vm_path(vm.vmid), Privilege::VmAllocate)?;
     let guard = app.vm_locks.lock(vm.vmid, "qmdestroy")?;
     match observe(&app, &vm) {
         Observed::Unknown => {
@@ -567,7 +645,7 @@ pub async fn destroy(
             &node,
             "qmdestroy",
             &vm.vmid.to_string(),
-            &user.userid,
+            &user.auth_id(),
             guard,
             move |log| lifecycle::destroy(task_app, vm, log),
         )

@@ -1,53 +1,20 @@
-//! Privileges and the one authorization check every handler calls.
+//! The one authorization check every handler calls: [`authorize`].
 //!
-//! Today the cluster has one account, the superuser `root@kiln`, which holds every privilege;
-//! any other user holds none. Users, roles and ACLs with Proxmox's semantics replace the body
-//! of [`authorize`] without changing its callers.
+//! The decision comes from the request's access snapshot (see [`crate::access`]): users,
+//! groups, roles and ACL entries with Proxmox VE's resolution, pools, and API tokens with
+//! privilege separation. `root@kiln` holds every privilege.
 
-use std::fmt;
+pub use crate::access::acl::ROOT;
+pub use crate::access::Privilege;
 
-/// A privilege with Proxmox's name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Privilege {
-    /// Read node and cluster state (`Sys.Audit`).
-    SysAudit,
-    /// Change cluster configuration, e.g. create join tokens (`Sys.Modify`).
-    SysModify,
-    /// See a VM and its state (`VM.Audit`).
-    VmAudit,
-    /// Open a VM's console (`VM.Console`).
-    VmConsole,
-    /// Start, stop, pause a VM (`VM.PowerMgmt`).
-    VmPowerMgmt,
-    /// Create or remove VMs (`VM.Allocate`).
-    VmAllocate,
-    /// Change a VM's CPU, memory and boot options (`VM.Config.Options`).
-    VmConfig,
-    /// Move a VM to another node (`VM.Migrate`).
-    VmMigrate,
-}
+use super::AuthUser;
 
-impl fmt::Display for Privilege {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Privilege::SysAudit => "Sys.Audit",
-            Privilege::SysModify => "Sys.Modify",
-            Privilege::VmAudit => "VM.Audit",
-            Privilege::VmConsole => "VM.Console",
-            Privilege::VmPowerMgmt => "VM.PowerMgmt",
-            Privilege::VmAllocate => "VM.Allocate",
-            Privilege::VmConfig => "VM.Config.Options",
-            Privilege::VmMigrate => "VM.Migrate",
-        })
-    }
-}
-
-/// The superuser.
-pub const ROOT: &str = "root@kiln";
-
-/// Does `userid` hold `privilege` on ACL path `path`?
-pub fn authorize(userid: &str, path: &str, privilege: Privilege) -> Result<(), Denied> {
-    if userid == ROOT {
+/// Does the caller hold `privilege` on ACL path `path`?
+pub fn authorize(user: &AuthUser, path: &str, privilege: Privilege) -> Result<(), Denied> {
+    if user
+        .access
+        .allows(&user.userid, user.token.as_deref(), path, privilege)
+    {
         Ok(())
     } else {
         Err(Denied {
@@ -59,7 +26,7 @@ pub fn authorize(userid: &str, path: &str, privilege: Privilege) -> Result<(), D
 
 /// A failed permission check, worded as Proxmox words it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("permission check failed ({path}, {privilege})")]
+#[error("Permission check failed ({path}, {privilege})")]
 pub struct Denied {
     /// The ACL path.
     pub path: String,
@@ -69,15 +36,44 @@ pub struct Denied {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::access::{AccessControl, AclEntry, Ugid, UserInfo};
+
+    fn caller(userid: &str, ac: &Arc<AccessControl>) -> AuthUser {
+        AuthUser {
+            userid: userid.into(),
+            token: None,
+            access: ac.clone(),
+        }
+    }
 
     #[test]
-    fn root_holds_every_privilege_and_others_none() {
-        assert_eq!(authorize(ROOT, "/", Privilege::SysModify), Ok(()));
-        let denied = authorize("alice@kiln", "/nodes/n1", Privilege::SysAudit).unwrap_err();
+    fn root_holds_every_privilege_and_others_what_the_acl_grants() {
+        let mut ac = AccessControl::default();
+        ac.add_user(UserInfo {
+            userid: "alice@kiln".into(),
+            enabled: true,
+            ..Default::default()
+        });
+        ac.add_acl(AclEntry {
+            path: "/nodes".into(),
+            ugid: Ugid::User("alice@kiln".into()),
+            roleid: "PVEAuditor".into(),
+            propagate: true,
+        });
+        let ac = Arc::new(ac);
+        assert_eq!(
+            authorize(&caller(ROOT, &ac), "/", Privilege::SysModify),
+            Ok(())
+        );
+        let alice = caller("alice@kiln", &ac);
+        assert_eq!(authorize(&alice, "/nodes/n1", Privilege::SysAudit), Ok(()));
+        let denied = authorize(&alice, "/nodes/n1", Privilege::SysModify).unwrap_err();
         assert_eq!(
             denied.to_string(),
-            "permission check failed (/nodes/n1, Sys.Audit)"
+            "Permission check failed (/nodes/n1, Sys.Modify)"
         );
     }
 }

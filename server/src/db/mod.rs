@@ -3,11 +3,15 @@
 //! Callers see typed methods on [`Db`], never SQL, so that a PostgreSQL backend can be added
 //! behind the same methods later. Queries use only portable SQL and `?` placeholders.
 
+mod access;
+mod audit;
 mod cluster_config;
 mod ha;
 mod join_tokens;
 mod nodes;
+mod pools;
 mod tasks;
+mod tfa;
 mod users;
 mod vms;
 
@@ -18,10 +22,14 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+pub use access::{AccessRows, TokenRecord};
+pub use audit::AuditRecord;
 pub use ha::{HaResourceRecord, HaRuleRecord, HaServiceRecord};
 pub use join_tokens::RedeemError;
 pub use nodes::NodeRecord;
+pub use pools::PoolRecord;
 pub use tasks::{TaskFilter, TaskRecord};
+pub use users::UserRecord;
 pub use vms::VmRecord;
 
 /// A database failure, with what the server was doing when it happened.

@@ -5,48 +5,168 @@ use sqlx::Row;
 use super::{unix_now, Db, DbError, QueryContext};
 
 /// A user row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct UserRecord {
     /// `name@realm`.
     pub userid: String,
-    /// argon2id PHC string.
+    /// argon2id PHC string; empty = no password (cannot log in).
     pub password_hash: String,
     /// Whether the user may log in.
     pub enabled: bool,
     /// Account expiry, Unix seconds; 0 = never.
     pub expire: i64,
+    /// First name.
+    pub firstname: String,
+    /// Last name.
+    pub lastname: String,
+    /// E-mail address.
+    pub email: String,
+    /// Free text.
+    pub comment: String,
+}
+
+const COLUMNS: &str = "userid, password_hash, enabled, expire, firstname, lastname, email, comment";
+
+fn from_row(r: sqlx::sqlite::SqliteRow) -> UserRecord {
+    UserRecord {
+        userid: r.get("userid"),
+        password_hash: r.get("password_hash"),
+        enabled: r.get::<i64, _>("enabled") != 0,
+        expire: r.get("expire"),
+        firstname: r.get("firstname"),
+        lastname: r.get("lastname"),
+        email: r.get("email"),
+        comment: r.get("comment"),
+    }
 }
 
 impl Db {
     /// Look a user up by id.
     pub async fn user(&self, userid: &str) -> Result<Option<UserRecord>, DbError> {
-        let row = sqlx::query(
-            "SELECT userid, password_hash, enabled, expire FROM users WHERE userid = ?",
-        )
-        .bind(userid)
-        .fetch_optional(&self.pool)
-        .await
-        .ctx("looking up a user")?;
-        Ok(row.map(|r| UserRecord {
-            userid: r.get("userid"),
-            password_hash: r.get("password_hash"),
-            enabled: r.get::<i64, _>("enabled") != 0,
-            expire: r.get("expire"),
-        }))
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE userid = ?"))
+            .bind(userid)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("looking up a user")?;
+        Ok(row.map(from_row))
+    }
+
+    /// All users, by id.
+    pub async fn users(&self) -> Result<Vec<UserRecord>, DbError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM users ORDER BY userid"))
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing users")?;
+        Ok(rows.into_iter().map(from_row).collect())
     }
 
     /// Create a user; returns `false` if the id is taken (nothing is changed then).
     pub async fn create_user(&self, userid: &str, password_hash: &str) -> Result<bool, DbError> {
+        let record = UserRecord {
+            userid: userid.to_owned(),
+            password_hash: password_hash.to_owned(),
+            enabled: true,
+            ..Default::default()
+        };
+        self.insert_user(&record, &[]).await
+    }
+
+    /// Create a user with all its fields and group memberships, in one transaction; returns
+    /// `false` if the id is taken (nothing is changed then).
+    pub async fn insert_user(&self, u: &UserRecord, groups: &[String]) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await.ctx("creating a user")?;
         let done = sqlx::query(
-            "INSERT INTO users (userid, password_hash, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (userid) DO NOTHING",
+            "INSERT INTO users (userid, password_hash, enabled, expire, firstname, lastname, email, comment, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (userid) DO NOTHING",
         )
-        .bind(userid)
-        .bind(password_hash)
+        .bind(&u.userid)
+        .bind(&u.password_hash)
+        .bind(i64::from(u.enabled))
+        .bind(u.expire)
+        .bind(&u.firstname)
+        .bind(&u.lastname)
+        .bind(&u.email)
+        .bind(&u.comment)
         .bind(unix_now())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .ctx("creating a user")?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for g in groups {
+            sqlx::query(
+                "INSERT INTO group_members (groupid, userid) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(g)
+            .bind(&u.userid)
+            .execute(&mut *tx)
+            .await
+            .ctx("adding a user to a group")?;
+        }
+        tx.commit().await.ctx("creating a user")?;
+        Ok(true)
+    }
+
+    /// Change a user's fields (not its password); with `groups`, replace its memberships.
+    pub async fn update_user(
+        &self,
+        u: &UserRecord,
+        groups: Option<&[String]>,
+    ) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await.ctx("changing a user")?;
+        sqlx::query(
+            "UPDATE users SET enabled = ?, expire = ?, firstname = ?, lastname = ?, email = ?, comment = ? \
+             WHERE userid = ?",
+        )
+        .bind(i64::from(u.enabled))
+        .bind(u.expire)
+        .bind(&u.firstname)
+        .bind(&u.lastname)
+        .bind(&u.email)
+        .bind(&u.comment)
+        .bind(&u.userid)
+        .execute(&mut *tx)
+        .await
+        .ctx("changing a user")?;
+        if let Some(groups) = groups {
+            sqlx::query("DELETE FROM group_members WHERE userid = ?")
+                .bind(&u.userid)
+                .execute(&mut *tx)
+                .await
+                .ctx("changing a user's groups")?;
+            for g in groups {
+                sqlx::query("INSERT INTO group_members (groupid, userid) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                    .bind(g)
+                    .bind(&u.userid)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("changing a user's groups")?;
+            }
+        }
+        tx.commit().await.ctx("changing a user")
+    }
+
+    /// Remove a user with its memberships, tokens and ACL entries (its own and its tokens');
+    /// `false` if there was no such user.
+    pub async fn delete_user(&self, userid: &str) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await.ctx("removing a user")?;
+        sqlx::query(
+            "DELETE FROM acl WHERE (ugid_type = 'user' AND ugid = ?) \
+             OR (ugid_type = 'token' AND substr(ugid, 1, ?) = ?)",
+        )
+        .bind(userid)
+        .bind(userid.len() as i64 + 1)
+        .bind(format!("{userid}!"))
+        .execute(&mut *tx)
+        .await
+        .ctx("removing a user's ACL entries")?;
+        let done = sqlx::query("DELETE FROM users WHERE userid = ?")
+            .bind(userid)
+            .execute(&mut *tx)
+            .await
+            .ctx("removing a user")?;
+        tx.commit().await.ctx("removing a user")?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -64,6 +184,7 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::db::test_util::temp_db;
 
     #[tokio::test]
@@ -76,5 +197,34 @@ mod tests {
         assert!(u.enabled);
         assert_eq!(u.expire, 0);
         assert!(db.user("bob@kiln").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn removing_a_user_removes_its_acl_entries_and_tokens_entries() {
+        let (db, _dir) = temp_db().await;
+        db.insert_user(
+            &UserRecord {
+                userid: "al@kiln".into(),
+                enabled: true,
+                ..Default::default()
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+        db.set_acl("/", "user", "al@kiln", "PVEAuditor", true)
+            .await
+            .unwrap();
+        db.set_acl("/", "token", "al@kiln!t", "PVEAuditor", true)
+            .await
+            .unwrap();
+        db.set_acl("/", "token", "al@kiln2!t", "PVEAuditor", true)
+            .await
+            .unwrap();
+        assert!(db.delete_user("al@kiln").await.unwrap());
+        let rows = db.access_rows().await.unwrap();
+        assert_eq!(rows.acl.len(), 1);
+        assert_eq!(rows.acl[0].ugid, "al@kiln2!t");
+        assert!(!db.delete_user("al@kiln").await.unwrap());
     }
 }

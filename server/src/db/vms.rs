@@ -32,6 +32,33 @@ pub struct VmRecord {
 const COLUMNS: &str =
     "vmid, name, node, cores, memory_mib, image, args, description, onboot, desired";
 
+/// Insert a VM through `executor` (the pool, or a transaction that does more); `false` if the
+/// id is taken.
+pub(super) async fn insert_vm_with<'e, E>(executor: E, vm: &VmRecord) -> Result<bool, DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let done = sqlx::query(
+        "INSERT INTO vms (vmid, name, node, cores, memory_mib, image, args, description, onboot, desired, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (vmid) DO NOTHING",
+    )
+    .bind(i64::from(vm.vmid))
+    .bind(&vm.name)
+    .bind(&vm.node)
+    .bind(i64::from(vm.cores))
+    .bind(i64::from(vm.memory_mib))
+    .bind(&vm.image)
+    .bind(&vm.args)
+    .bind(&vm.description)
+    .bind(i64::from(vm.onboot))
+    .bind(&vm.desired)
+    .bind(unix_now())
+    .execute(executor)
+    .await
+    .ctx("creating a VM")?;
+    Ok(done.rows_affected() == 1)
+}
+
 fn from_row(r: sqlx::sqlite::SqliteRow) -> VmRecord {
     VmRecord {
         vmid: r.get::<i64, _>("vmid") as u32,
@@ -69,25 +96,7 @@ impl Db {
 
     /// Store a new VM; `false` if the id is taken (nothing changed then).
     pub async fn insert_vm(&self, vm: &VmRecord) -> Result<bool, DbError> {
-        let done = sqlx::query(
-            "INSERT INTO vms (vmid, name, node, cores, memory_mib, image, args, description, onboot, desired, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (vmid) DO NOTHING",
-        )
-        .bind(i64::from(vm.vmid))
-        .bind(&vm.name)
-        .bind(&vm.node)
-        .bind(i64::from(vm.cores))
-        .bind(i64::from(vm.memory_mib))
-        .bind(&vm.image)
-        .bind(&vm.args)
-        .bind(&vm.description)
-        .bind(i64::from(vm.onboot))
-        .bind(&vm.desired)
-        .bind(unix_now())
-        .execute(&self.pool)
-        .await
-        .ctx("creating a VM")?;
-        Ok(done.rows_affected() == 1)
+        insert_vm_with(&self.pool, vm).await
     }
 
     /// Replace a VM's configuration (not its id).

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use kiln_api_types::NodeState;
 
+use super::moves::MoveHow;
 use super::placement::{self, Candidate, Need};
 use super::rules::Rules;
 use super::state::{crash_event, transition, Event, HaState, Requested};
@@ -356,8 +357,16 @@ async fn step(
                 apply(&mut svc, Event::NodeLost);
             } else {
                 let target = svc.target.clone().unwrap_or_else(|| vm.node.clone());
-                return moves::relocate(app, vm, svc, target, "harelocate", "resuming a move")
-                    .await;
+                return moves::relocate(
+                    app,
+                    vm,
+                    svc,
+                    target,
+                    "harelocate",
+                    "resuming a move",
+                    MoveHow::Restart,
+                )
+                .await;
             }
         }
         HaState::Error => {
@@ -458,7 +467,16 @@ async fn started(
                     svc.target = Some(target.clone());
                     round.reserve(&svc.sid, &target, vm);
                     save(app, &svc).await?;
-                    moves::relocate(app, vm, svc, target, "harelocate", "after crashes").await
+                    moves::relocate(
+                        app,
+                        vm,
+                        svc,
+                        target,
+                        "harelocate",
+                        "after crashes",
+                        MoveHow::Restart,
+                    )
+                    .await
                 }
                 Err(why) => {
                     apply(&mut svc, Event::MoveGaveUp);
@@ -519,10 +537,19 @@ async fn failback(
     ));
     round.reserve(&svc.sid, &best, vm);
     save(app, &svc).await?;
-    moves::relocate(app, vm, svc, best, "harelocate", "failback").await
+    moves::relocate(
+        app,
+        vm,
+        svc,
+        best,
+        "harelocate",
+        "failback",
+        MoveHow::Live { fallback: true },
+    )
+    .await
 }
 
-/// Move a resource off its node in maintenance (by stop and start: HA does not use live
+/// Move a resource off its node in maintenance (live-migrated when it runs and can; else by stop and start;
 /// migration yet).
 async fn drain(
     app: &AppState,
@@ -543,7 +570,16 @@ async fn drain(
             ));
             round.reserve(&svc.sid, &target, vm);
             save(app, &svc).await?;
-            moves::relocate(app, vm, svc, target, "harelocate", "maintenance").await
+            moves::relocate(
+                app,
+                vm,
+                svc,
+                target,
+                "harelocate",
+                "maintenance",
+                MoveHow::Live { fallback: true },
+            )
+            .await
         }
         Err(why) => {
             let reason = format!(

@@ -9,6 +9,21 @@ use super::rules::parse_sid;
 use super::state::{transition, Event, HaState};
 use crate::db::{HaServiceRecord, VmRecord};
 use crate::state::AppState;
+use crate::tasks::TaskLogger;
+use crate::vms::migrate::{self, MigrationPlan, DEFAULT_DOWNTIME_MS};
+
+/// How a resource moves to another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveHow {
+    /// Stop it where it is, start it there.
+    Restart,
+    /// Live-migrate it if it runs; if that is not possible (or fails) and `fallback` is set,
+    /// stop it and start it there instead.
+    Live {
+        /// Restart when live migration is not possible.
+        fallback: bool,
+    },
+}
 
 /// Start `vm` on `node` in a task; the resource stays `started`.
 pub(super) async fn spawn_start(
@@ -188,7 +203,33 @@ pub(super) async fn recover(
         .map(|_| ())
 }
 
-/// Move `vm` to `target` by stopping it where it runs and starting it there.
+/// Live-migrate `vm` to `target` if it runs and can go there; `Ok(false)` if it was not
+/// attempted (not running, or the target cannot take it live: logged).
+async fn live_move(
+    app: &AppState,
+    vm: &VmRecord,
+    target: &str,
+    log: &TaskLogger,
+) -> Result<bool, String> {
+    if vm.node == target || !crate::vms::observe(app, vm).is_active() {
+        return Ok(false);
+    }
+    if let Some(problem) = migrate::target_problem(app, vm, true, target) {
+        log.log(format!("HA: cannot live-migrate: {problem}")).await;
+        return Ok(false);
+    }
+    let plan = MigrationPlan {
+        target: target.to_owned(),
+        online: true,
+        bwlimit_mib_s: None,
+        downtime_ms: DEFAULT_DOWNTIME_MS,
+    };
+    migrate::run(app.clone(), vm.clone(), plan, log.clone())
+        .await
+        .map(|()| true)
+}
+
+/// Move `vm` to `target`, live or by stopping it where it runs and starting it there.
 pub(super) async fn relocate(
     app: &AppState,
     vm: &VmRecord,
@@ -196,6 +237,7 @@ pub(super) async fn relocate(
     target: String,
     kind: &'static str,
     why: &'static str,
+    how: MoveHow,
 ) -> Result<(), crate::db::DbError> {
     let Some(busy) = app.ha.try_busy(&svc.sid) else {
         return Ok(());
@@ -214,19 +256,39 @@ pub(super) async fn relocate(
             (busy, vm_lock),
             move |log| async move {
                 log.log(format!(
-                    "HA: moving VM {} from node {} to node {target} ({why}; by stop and start)",
-                    vm2.vmid, vm2.node
+                    "HA: moving VM {} from node {} to node {target} ({why}; {})",
+                    vm2.vmid,
+                    vm2.node,
+                    match how {
+                        MoveHow::Restart => "by stop and start",
+                        MoveHow::Live { .. } => "live if it runs",
+                    }
                 ))
                 .await;
                 if let Some(reason) = &svc.reason {
                     log.log(format!("HA: {reason}")).await;
                 }
                 let mut result = Ok(());
-                if vm2.node != target {
-                    result = actions::stop_on(&app2, &vm2, &vm2.node, &log).await;
+                let mut moved = false;
+                if let MoveHow::Live { fallback } = how {
+                    match live_move(&app2, &vm2, &target, &log).await {
+                        Ok(done) => moved = done,
+                        Err(e) if fallback => {
+                            log.log(format!(
+                                "HA: live migration failed ({e}); stopping and starting it instead"
+                            ))
+                            .await;
+                        }
+                        Err(e) => result = Err(e),
+                    }
                 }
-                if result.is_ok() {
-                    result = actions::start_on(&app2, &vm2, &target, &log).await;
+                if !moved && result.is_ok() {
+                    if vm2.node != target {
+                        result = actions::stop_on(&app2, &vm2, &vm2.node, &log).await;
+                    }
+                    if result.is_ok() {
+                        result = actions::start_on(&app2, &vm2, &target, &log).await;
+                    }
                 }
                 let mut svc = svc;
                 match &result {
@@ -296,7 +358,7 @@ pub async fn request_move(
     apply(&mut svc, event);
     svc.target = Some(target.to_owned());
     svc.reason = Some(if live {
-        format!("migration to {target} requested (live migration is not available to HA yet: moved by stop and start)")
+        format!("live migration to {target} requested")
     } else {
         format!("relocation to {target} requested")
     });
@@ -308,6 +370,11 @@ pub async fn request_move(
         target.to_owned(),
         if live { "hamigrate" } else { "harelocate" },
         "requested",
+        if live {
+            MoveHow::Live { fallback: false }
+        } else {
+            MoveHow::Restart
+        },
     )
     .await
     .map_err(|e| e.to_string())

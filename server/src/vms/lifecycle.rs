@@ -154,6 +154,18 @@ pub async fn destroy(app: AppState, vm: VmRecord, log: TaskLogger) -> Result<(),
         Err(e) => log.log(format!("note: {e}")).await,
     }
     app.db.delete_vm(vm.vmid).await.map_err(|e| e.to_string())?;
+    // As Proxmox: a removed VM's ACL entries and pool membership go with it, so that a
+    // new VM with the same id inherits nothing.
+    let lock = app.access.lock().await;
+    app.db
+        .remove_vm_access(vm.vmid)
+        .await
+        .map_err(|e| e.to_string())?;
+    app.access
+        .reload(&app.db, &lock)
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(lock);
     app.changes.notify();
     log.log(format!("VM {} removed", vm.vmid)).await;
     Ok(())

@@ -442,8 +442,13 @@ impl Cluster {
 
     /// Log in as root@kiln.
     pub async fn login(&self) -> Api {
-        let (code, body) = self.try_login("root@kiln", ADMIN_PASSWORD).await;
-        assert_eq!(code, 200, "login failed: {body}");
+        self.login_as("root@kiln", ADMIN_PASSWORD).await
+    }
+
+    /// Log in as `user`.
+    pub async fn login_as(&self, user: &str, password: &str) -> Api {
+        let (code, body) = self.try_login(user, password).await;
+        assert_eq!(code, 200, "login of {user} failed: {body}");
         Api {
             client: self.client(),
             base: self.base.clone(),
@@ -452,7 +457,55 @@ impl Cluster {
                 .as_str()
                 .expect("csrf")
                 .to_owned(),
+            token: None,
         }
+    }
+
+    /// A client authenticating with API token `full_id` (`user@kiln!name`) and `secret`.
+    pub fn token_api(&self, full_id: &str, secret: &str) -> Api {
+        Api {
+            client: self.client(),
+            base: self.base.clone(),
+            ticket: String::new(),
+            csrf: String::new(),
+            token: Some(format!("PVEAPIToken={full_id}={secret}")),
+        }
+    }
+
+    /// A client using an existing ticket and CSRF token.
+    pub fn session_api(&self, ticket: &str, csrf: &str) -> Api {
+        Api {
+            client: self.client(),
+            base: self.base.clone(),
+            ticket: ticket.to_owned(),
+            csrf: csrf.to_owned(),
+            token: None,
+        }
+    }
+
+    /// A client without any credentials.
+    pub fn anonymous(&self) -> Api {
+        Api {
+            client: self.client(),
+            base: self.base.clone(),
+            ticket: String::new(),
+            csrf: String::new(),
+            token: None,
+        }
+    }
+
+    /// The route table from `kiln-server routes`.
+    pub fn routes(&self) -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln-server"))
+            .arg("routes")
+            .output()
+            .expect("kiln-server routes");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("route table JSON")
     }
 
     /// GET without any session.
@@ -488,26 +541,73 @@ pub struct Api {
     base: String,
     pub ticket: String,
     pub csrf: String,
+    /// `Authorization` header value for API-token clients.
+    pub token: Option<String>,
 }
 
 impl Api {
-    async fn send(&self, req: reqwest::RequestBuilder, csrf: Option<&str>) -> (u16, Value) {
-        let mut req = req.header("Cookie", format!("PVEAuthCookie={}", self.ticket));
-        if let Some(c) = csrf {
-            req = req.header("CSRFPreventionToken", c);
+    fn authenticated(
+        &self,
+        req: reqwest::RequestBuilder,
+        csrf: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(header) => req.header("Authorization", header),
+            None if self.ticket.is_empty() => req,
+            None => {
+                let req = req.header("Cookie", format!("PVEAuthCookie={}", self.ticket));
+                match csrf {
+                    Some(c) => req.header("CSRFPreventionToken", c),
+                    None => req,
+                }
+            }
         }
-        let res = req.send().await.expect("request");
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, csrf: Option<&str>) -> (u16, Value) {
+        let res = self.authenticated(req, csrf).send().await.expect("request");
         (
             res.status().as_u16(),
             res.json().await.unwrap_or(Value::Null),
         )
     }
 
+    /// Any request; the body is read only when it is JSON (not an event stream).
+    pub async fn request(&self, method: &str, path: &str, json: Option<&str>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = json {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(body.to_owned());
+        }
+        let csrf = self.csrf.clone();
+        let res = self
+            .authenticated(req, Some(&csrf))
+            .send()
+            .await
+            .expect("request");
+        let code = res.status().as_u16();
+        let is_json = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/json"));
+        let body = if is_json {
+            res.json().await.unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        };
+        (code, body)
+    }
+
+    pub async fn put(&self, path: &str, json: &str) -> (u16, Value) {
+        self.request("PUT", path, Some(json)).await
+    }
+
     /// A GET whose body is read by the caller (e.g. an event stream).
     pub async fn open(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .header("Cookie", format!("PVEAuthCookie={}", self.ticket))
+        self.authenticated(self.client.get(format!("{}{path}", self.base)), None)
             .timeout(Duration::from_secs(30))
             .send()
             .await
@@ -531,15 +631,6 @@ impl Api {
             .header("Content-Type", "application/json")
             .body(json.to_owned());
         self.send(req, csrf).await
-    }
-
-    pub async fn put(&self, path: &str, json: &str) -> (u16, Value) {
-        let req = self
-            .client
-            .put(format!("{}{path}", self.base))
-            .header("Content-Type", "application/json")
-            .body(json.to_owned());
-        self.send(req, Some(&self.csrf.clone())).await
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {

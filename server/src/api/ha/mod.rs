@@ -21,11 +21,11 @@ use crate::ha::rules::parse_sid;
 const MAX_COMMENT: usize = 4096;
 
 fn can_read(user: &AuthUser) -> Result<(), ApiError> {
-    Ok(authorize(&user.userid, "/", Privilege::SysAudit)?)
+    Ok(authorize(user, "/", Privilege::SysAudit)?)
 }
 
 fn can_change(user: &AuthUser) -> Result<(), ApiError> {
-    Ok(authorize(&user.userid, "/", Privilege::SysModify)?)
+    Ok(authorize(user, "/", Privilege::SysModify)?)
 }
 
 fn sid_param(raw: &str) -> Result<(String, u32), ApiError> {

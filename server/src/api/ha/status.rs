@@ -30,11 +30,7 @@ pub async fn maintenance(
     Path(node): Path<String>,
     Body(req): Body<MaintenanceRequest>,
 ) -> ApiResult<()> {
-    authorize(
-        &user.userid,
-        &format!("/nodes/{node}"),
-        Privilege::SysModify,
-    )?;
+    authorize(&user, &format!("/nodes/{node}"), Privilege::SysModify)?;
     if app.db.node(&node).await?.is_none() {
         return Err(ApiError::NotFound(format!(
             "no node '{node}' in the cluster"
