@@ -271,6 +271,11 @@ impl Api {
         self.get("cluster/status").await
     }
 
+    /// `GET /cluster/ha/status/current`.
+    pub async fn ha_status(self) -> Result<Vec<kiln_api_types::ha::HaStatusEntry>, ApiError> {
+        self.get("cluster/ha/status/current").await
+    }
+
     /// `GET /nodes/{node}/status`.
     pub async fn node_status(self, node: &str) -> Result<NodeStatus, ApiError> {
         self.get(&format!("nodes/{}/status", segment(node))).await

@@ -5,6 +5,7 @@ use kiln_api_types::{ClusterResource, ClusterStatusEntry, NodeState};
 use leptos::prelude::*;
 
 use crate::api::Api;
+use crate::components::ha_status::HaStatusCard;
 use crate::components::join_dialog::JoinDialog;
 use crate::components::meter::Meter;
 use crate::components::vm_wizard::CreateVm;
@@ -196,6 +197,7 @@ pub fn DatacenterSummary() -> impl IntoView {
                     </tbody>
                 </table>
             </div>
+            <HaStatusCard/>
             <Show when=move || joining.get()>
                 <JoinDialog on_close=move |()| joining.set(false)/>
             </Show>

@@ -3,6 +3,7 @@
 pub mod banner;
 pub mod datacenter;
 pub mod dialog;
+pub mod ha_status;
 pub mod join_dialog;
 pub mod meter;
 pub mod migrate_dialog;

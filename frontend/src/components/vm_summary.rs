@@ -124,6 +124,10 @@ pub fn VmSummary(
                         <dd data-testid="vm-node">{move || node.get().unwrap_or_else(dash)}</dd>
                         <dt>"Uptime"</dt>
                         <dd data-testid="vm-uptime">{uptime}</dd>
+                        <dt>"HA"</dt>
+                        <dd data-testid="vm-hastate">
+                            {move || live.with(|r| r.as_ref().and_then(|r| r.hastate.clone())).unwrap_or_else(|| "not managed".to_owned())}
+                        </dd>
                         <dt>"Process"</dt>
                         <dd>
                             {move || {
