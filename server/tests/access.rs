@@ -1219,6 +1219,8 @@ async fn permission_matrix_follows_the_route_table() {
         ("action", "start".to_owned()),
         ("path", "/vms/100".to_owned()),
         ("id", "totp".to_owned()),
+        ("sid", "vm:100".to_owned()),
+        ("rule", "fixrule".to_owned()),
     ]
     .into();
 
