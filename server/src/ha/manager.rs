@@ -261,7 +261,12 @@ pub(super) fn apply(svc: &mut HaServiceRecord, event: Event) -> bool {
     }
 }
 
+/// Store `svc`, unless its resource was removed meanwhile (an action that ends after the
+/// removal must not leave its state behind for a resource of the same id added later).
 pub(super) async fn save(app: &AppState, svc: &HaServiceRecord) -> Result<(), crate::db::DbError> {
+    if app.db.ha_resource(&svc.sid).await?.is_none() {
+        return Ok(());
+    }
     app.db.save_ha_service(svc).await?;
     app.changes.notify();
     Ok(())
