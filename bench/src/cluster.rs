@@ -153,6 +153,58 @@ pub struct Cluster {
     pub server_pid: u32,
     /// Pid of the kiln-node process.
     pub node_pid: u32,
+    /// Nodes added by [`Cluster::add_node`]: name and API URL.
+    pub more_nodes: Vec<(String, String)>,
+}
+
+/// Join node `name` to the server (a fresh join token) and start its agent; its API URL and
+/// pid. The agent is adopted by `scratch` (killed on drop).
+async fn join_node(
+    scratch: &mut Scratch,
+    bins: &Binaries,
+    server_dir: &Path,
+    base: &str,
+    name: &str,
+) -> anyhow::Result<(String, u32)> {
+    let root = scratch.path().to_path_buf();
+    let token = Command::new(&bins.server)
+        .arg("join-token")
+        .arg("--data-dir")
+        .arg(server_dir)
+        .output()?;
+    ensure!(
+        token.status.success(),
+        "kiln-server join-token: {}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let token = String::from_utf8(token.stdout)?.trim().to_owned();
+    let node_dir = root.join(name);
+    let node_port = free_port()?;
+    let listen = format!("127.0.0.1:{node_port}");
+    let join = Command::new(&bins.node)
+        .args(["join", base, &token, "--name", name, "--listen", &listen])
+        .arg("--data-dir")
+        .arg(&node_dir)
+        .output()?;
+    ensure!(
+        join.status.success(),
+        "kiln-node join: {}",
+        String::from_utf8_lossy(&join.stderr)
+    );
+    let node = Command::new(&bins.node)
+        .arg("run")
+        .arg("--data-dir")
+        .arg(&node_dir)
+        .env("KILN_VMM_BIN", &bins.vmm)
+        .env("KILN_TEST_GUEST", &bins.guest)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log_file(&root, name))
+        .spawn()
+        .with_context(|| format!("cannot run {}", bins.node.display()))?;
+    let pid = node.id();
+    scratch.adopt(node);
+    Ok((format!("https://{listen}"), pid))
 }
 
 impl Cluster {
@@ -197,73 +249,58 @@ impl Cluster {
         let ca_pem = std::fs::read_to_string(&ca_path)?;
         let base = format!("https://127.0.0.1:{port}");
 
-        let token = Command::new(&bins.server)
-            .arg("join-token")
-            .arg("--data-dir")
-            .arg(&server_dir)
-            .output()?;
-        ensure!(
-            token.status.success(),
-            "kiln-server join-token: {}",
-            String::from_utf8_lossy(&token.stderr)
-        );
-        let token = String::from_utf8(token.stdout)?.trim().to_owned();
         let node_dir = root.join(NODE);
-        let node_port = free_port()?;
-        let listen = format!("127.0.0.1:{node_port}");
-        let join = Command::new(&bins.node)
-            .args(["join", &base, &token, "--name", NODE, "--listen", &listen])
-            .arg("--data-dir")
-            .arg(&node_dir)
-            .output()?;
-        ensure!(
-            join.status.success(),
-            "kiln-node join: {}",
-            String::from_utf8_lossy(&join.stderr)
-        );
-        let node = Command::new(&bins.node)
-            .arg("run")
-            .arg("--data-dir")
-            .arg(&node_dir)
-            .env("KILN_VMM_BIN", &bins.vmm)
-            .env("KILN_TEST_GUEST", &bins.guest)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log_file(&root, NODE))
-            .spawn()
-            .with_context(|| format!("cannot run {}", bins.node.display()))?;
-        let node_pid = node.id();
-        scratch.adopt(node);
+        let (node_url, node_pid) = join_node(scratch, bins, &server_dir, &base, NODE).await?;
 
         let cluster = Cluster {
             base,
             port,
-            node_url: format!("https://{listen}"),
+            node_url,
             ca_pem,
             server_dir,
             node_dir,
             server_pid,
             node_pid,
+            more_nodes: Vec::new(),
         };
         let api = cluster.login().await?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let nodes = api.get("/api2/json/nodes").await?;
-            let online = nodes["data"].as_array().is_some_and(|a| {
-                a.iter()
-                    .any(|n| n["node"] == NODE && n["status"] == "online")
-            });
-            if online {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "node {NODE} did not come online: {nodes}; see {}/{NODE}.log",
-                root.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        api.wait_online(NODE, &root).await?;
         Ok((cluster, api))
+    }
+
+    /// Join one more node, `name`, start its agent and wait until the server sees it online.
+    pub async fn add_node(
+        &mut self,
+        scratch: &mut Scratch,
+        bins: &Binaries,
+        api: &Api,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        let (url, _pid) = join_node(scratch, bins, &self.server_dir, &self.base, name).await?;
+        self.more_nodes.push((name.to_owned(), url));
+        api.wait_online(name, scratch.path()).await
+    }
+
+    /// A NodeClient for node `name` (the first node or one added), presenting the server's
+    /// own client certificate.
+    pub fn client_of(&self, name: &str) -> anyhow::Result<NodeClient> {
+        let url = if name == NODE {
+            self.node_url.clone()
+        } else {
+            self.more_nodes
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, u)| u.clone())
+                .with_context(|| format!("no node {name} in the bench cluster"))?
+        };
+        let identity =
+            ClusterIdentity::from_dir(&self.server_dir.join("pki"), "client.crt", "client.key")?;
+        Ok(NodeClient::new(
+            &identity,
+            name.parse()?,
+            &url,
+            Duration::from_secs(30),
+        )?)
     }
 
     async fn login(&self) -> anyhow::Result<Api> {
@@ -294,16 +331,10 @@ impl Cluster {
         })
     }
 
-    /// A NodeClient presenting the server's own client certificate (`pki/client.crt`).
+    /// A NodeClient for the first node, presenting the server's own client certificate
+    /// (`pki/client.crt`).
     pub fn node_client(&self) -> anyhow::Result<NodeClient> {
-        let identity =
-            ClusterIdentity::from_dir(&self.server_dir.join("pki"), "client.crt", "client.key")?;
-        Ok(NodeClient::new(
-            &identity,
-            NODE.parse()?,
-            &self.node_url,
-            Duration::from_secs(30),
-        )?)
+        self.client_of(NODE)
     }
 }
 
@@ -351,12 +382,43 @@ impl Api {
             .with_context(|| format!("DELETE {path}"))
     }
 
+    /// Poll until the server reports node `name` online (its agent's log is in `root`).
+    pub async fn wait_online(&self, name: &str, root: &Path) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let nodes = self.get("/api2/json/nodes").await?;
+            let online = nodes["data"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|n| n["node"] == name && n["status"] == "online")
+            });
+            if online {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "node {name} did not come online: {nodes}; see {}/{name}.log",
+                root.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Poll a task every `every` until it stops; fails unless its exit status is OK.
     pub async fn wait_task(&self, upid: &str, every: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(120);
+        self.wait_task_on(NODE, upid, every).await
+    }
+
+    /// [`Api::wait_task`] for a task of node `node`.
+    pub async fn wait_task_on(
+        &self,
+        node: &str,
+        upid: &str,
+        every: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             let body = self
-                .get(&format!("/api2/json/nodes/{NODE}/tasks/{upid}/status"))
+                .get(&format!("/api2/json/nodes/{node}/tasks/{upid}/status"))
                 .await?;
             if body["data"]["status"] == "stopped" {
                 let exit = body["data"]["exitstatus"].as_str().unwrap_or_default();
@@ -377,6 +439,17 @@ impl Api {
             .as_str()
             .with_context(|| format!("{path}: no UPID in {body}"))?;
         self.wait_task(upid, Duration::from_millis(20)).await
+    }
+
+    /// POST an empty action to a task of node `node` (e.g. `status/stop` of a VM there) and
+    /// wait for it.
+    pub async fn task_on(&self, node: &str, path: &str) -> anyhow::Result<()> {
+        let body = self.post(path, serde_json::json!({})).await?;
+        let upid = body["data"]
+            .as_str()
+            .with_context(|| format!("{path}: no UPID in {body}"))?;
+        self.wait_task_on(node, upid, Duration::from_millis(20))
+            .await
     }
 
     /// The server's view of VM `vmid` (`status/current`).

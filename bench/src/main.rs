@@ -4,14 +4,19 @@
 //! 1. start latency: API `status/start` → the test guest's banner on the console, next to
 //!    `kiln-vmm` alone and QEMU's `microvm` machine booting the same guest;
 //! 2. VMM overhead: `kiln-vmm` RSS minus the guest memory it has resident;
-//! 3. density: 50 test-guest VMs of 64 MiB started through the API on one node.
+//! 3. density: 50 test-guest VMs of 64 MiB started through the API on one node;
+//! 4. live migration: Kiln node → node through the API (a second node joins for it) next to
+//!    QEMU's `migrate` over TCP, for 256 MiB, 1 GiB and 4 GiB guests, idle and dirtying.
 //!
 //! Figures are printed, not asserted. Everything it started (server, agent, every `kiln-vmm`
 //! and QEMU) is killed at the end, also on error or Ctrl-C.
 
 mod cluster;
 mod console;
+mod migration;
 mod procfs;
+mod qmp;
+mod shell;
 mod stats;
 mod vmm;
 
@@ -48,7 +53,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "latency,overhead,density"
+        default_value = "latency,overhead,density,migration"
     )]
     only: Vec<Part>,
     /// Runs per start-latency series.
@@ -66,6 +71,15 @@ struct Args {
     /// Server heartbeat period (its default is 1000 ms): how soon the server sees a VM running.
     #[arg(long, default_value_t = 1000)]
     heartbeat_ms: u64,
+    /// Guest sizes of the migration table, in MiB.
+    #[arg(long, value_delimiter = ',', default_value = "256,1024,4096")]
+    migration_sizes: Vec<u32>,
+    /// Rate of the dirtying load in the migration table, MiB/s.
+    #[arg(long, default_value_t = 50)]
+    migration_dirty: u64,
+    /// QEMU machine type of the migration comparison.
+    #[arg(long, default_value = "microvm")]
+    qemu_machine: String,
     /// Keep the cluster's directory (logs) instead of deleting it.
     #[arg(long)]
     keep: bool,
@@ -76,6 +90,7 @@ enum Part {
     Latency,
     Overhead,
     Density,
+    Migration,
 }
 
 fn main() {
@@ -145,7 +160,7 @@ async fn run(args: &Args, scratch: &mut Scratch) -> anyhow::Result<()> {
     );
 
     let t = Instant::now();
-    let (cluster, api) = Cluster::start(scratch, &bins, args.heartbeat_ms).await?;
+    let (mut cluster, api) = Cluster::start(scratch, &bins, args.heartbeat_ms).await?;
     println!(
         "  cluster: kiln-server {} + node {NODE} at {} (heartbeat {} ms), up in {:.1} s; data in {}",
         cluster.base,
@@ -164,6 +179,12 @@ async fn run(args: &Args, scratch: &mut Scratch) -> anyhow::Result<()> {
     }
     if args.only.contains(&Part::Density) {
         density(args, &cluster, &api, &server_console).await?;
+    }
+    if args.only.contains(&Part::Migration) {
+        cluster
+            .add_node(scratch, &bins, &api, migration::TARGET_NODE)
+            .await?;
+        migration_table(args, scratch, &bins, &cluster, &api).await?;
     }
     Ok(())
 }
@@ -604,6 +625,128 @@ async fn density(
     println!(
         "  reproduce: make bench   (or: target/release/kiln-bench --only density --vms {n} --batch {})",
         args.batch
+    );
+    Ok(())
+}
+
+/// 4. Live migration.
+async fn migration_table(
+    args: &Args,
+    scratch: &Scratch,
+    bins: &Binaries,
+    cluster: &Cluster,
+    api: &Api,
+) -> anyhow::Result<()> {
+    use migration::{load_label, size_label, ticks_ms, KilnPath, Outcome};
+    heading(&format!(
+        "4. Live migration: downtime budget {} ms, 1 vCPU; Kiln {NODE} → {} agent to agent (mutual TLS on loopback; n→n: node API, API: server qmigrate task) vs QEMU -M {} over TCP on loopback",
+        migration::DOWNTIME_MS,
+        migration::TARGET_NODE,
+        args.qemu_machine
+    ));
+    println!(
+        "{:<8} {:<15} {:<9} {:>6} {:>10} {:>13} {:>10} {:>9} {:>7}  note",
+        "guest", "load", "who", "fill", "downtime", "guest gap", "total", "sent/mem", "rounds"
+    );
+    println!(
+        "{:<8} {:<15} {:<9} {:>6} {:>10} {:>13} {:>10} {:>9} {:>7}",
+        "", "", "", "MiB", "ms", "ticks (1 s)", "ms", "", ""
+    );
+    let row = |size: &str, load: &str, who: &str, o: &Outcome| {
+        println!(
+            "{size:<8} {load:<15} {who:<9} {:>6} {:>10.2} {:>6.1} ({:>4.1}) {:>10.0} {:>9.3} {:>7}  {}; ticks read ±{:.1} ms",
+            o.fill_mib,
+            o.downtime_ms,
+            o.lost_ticks,
+            o.baseline_lost_ticks,
+            o.total_ms,
+            o.sent_ratio,
+            o.rounds,
+            o.note,
+            o.reading_ms
+        );
+    };
+    let mut vmid = 2000;
+    let mut index = 0;
+    for &mib in &args.migration_sizes {
+        for load in migration::loads(args.migration_dirty) {
+            vmid += 1;
+            index += 1;
+            let size = size_label(mib);
+            let label = load_label(load);
+            let mut kiln = Vec::new();
+            for (i, path) in KilnPath::ALL.into_iter().enumerate() {
+                vmid += 1;
+                let r = migration::kiln_run(cluster, api, path, vmid, mib, load).await;
+                let (size, label) = if i == 0 {
+                    (size.as_str(), label.as_str())
+                } else {
+                    ("", "")
+                };
+                match &r {
+                    Ok(o) => row(size, label, path.label(), o),
+                    Err(e) => println!("{size:<8} {label:<15} {}  failed: {e:#}", path.label()),
+                }
+                kiln.push((path, r));
+            }
+            let qemu = migration::qemu_run(
+                scratch,
+                &args.qemu,
+                &args.qemu_machine,
+                &bins.guest,
+                mib,
+                load,
+                index,
+            )
+            .await;
+            match &qemu {
+                Ok(o) => row("", "", "QEMU", o),
+                Err(e) => println!("{:<8} {:<15} QEMU      failed: {e:#}", "", ""),
+            }
+            for (path, k) in &kiln {
+                if let (Ok(k), Ok(q)) = (k, &qemu) {
+                    // QEMU reports whole ms: below 1 ms the ratio is against "< 1 ms".
+                    let downtime = if q.downtime_ms >= 1.0 {
+                        format!("{:.2}×", k.downtime_ms / q.downtime_ms)
+                    } else {
+                        format!("{:.2} ms vs QEMU < 1 ms", k.downtime_ms)
+                    };
+                    println!(
+                        "{:<8} {:<15} {}/QEMU: downtime {downtime}, total {:.2}×, bytes sent {:.2}×",
+                        "",
+                        "",
+                        path.label(),
+                        k.total_ms / q.total_ms,
+                        k.sent_ratio / q.sent_ratio
+                    );
+                }
+            }
+        }
+    }
+    println!("how:");
+    println!("  {}", migration::kiln_how(bins));
+    let (src, dst) = migration::qemu_command_lines(&args.qemu, &args.qemu_machine);
+    println!("  QEMU source: {src}");
+    println!("  QEMU target: {dst}");
+    println!(
+        "  QEMU: QMP migrate-set-parameters {{downtime-limit: {}, max-bandwidth: 1 TiB/s (no cap, as Kiln; QEMU's default is 128 MiB/s)}}, migrate {{uri: tcp:127.0.0.1:<port>}}, query-migrate every 10 ms: downtime, total-time, ram.transferred ÷ guest memory, ram.dirty-sync-count",
+        migration::DOWNTIME_MS
+    );
+    println!(
+        "  both: the guest fills 7/8 of its memory (`mem fill`, one word per page; less if it says so), idle or `dirty {}` (started 1 s before the migration); downtime is what each migrator reports (Kiln: source vCPU pause → target resumed, incl. the server's commit; QEMU: its `downtime`, source stop → end on the source)",
+        args.migration_dirty
+    );
+    println!(
+        "  guest gap: the guest's own tick counter ({} Hz, timer interrupts) read on its console before (source) and after (target): wall time × {} − ticks counted = ticks it missed while paused (1 tick = {:.0} ms; its resolution). In parentheses: the same over 1 s without migration (the method's noise)",
+        shell::TICK_HZ,
+        shell::TICK_HZ,
+        ticks_ms(1.0)
+    );
+    let sizes: Vec<String> = args.migration_sizes.iter().map(u32::to_string).collect();
+    println!(
+        "  reproduce: make bench BENCH_ARGS=\"--only migration\"   (or: target/release/kiln-bench --only migration --migration-sizes {} --migration-dirty {})",
+        sizes.join(","),
+        args.migration_dirty
     );
     Ok(())
 }
