@@ -282,6 +282,9 @@ pub struct TaskSummary {
     /// End time, Unix seconds, once stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endtime: Option<i64>,
+    /// Progress of a running task that reports one, 0.0..=1.0 (Kiln extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
 }
 
 /// One line of `GET /api2/json/nodes/{node}/tasks/{upid}/log`.
@@ -452,4 +455,40 @@ pub struct VmConfigUpdate {
     pub onboot: Option<u8>,
     /// The digest of the configuration this change is based on; refused if it changed since.
     pub digest: Option<String>,
+}
+
+/// Why a node cannot take a VM (`not_allowed_nodes` of `GET …/qemu/{vmid}/migrate`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MigrateNotAllowed {
+    /// The reason, worded for the person choosing a target.
+    pub reason: String,
+}
+
+/// `GET /api2/json/nodes/{node}/qemu/{vmid}/migrate`: where the VM may go now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MigratePreconditions {
+    /// Whether the VM runs (then the migration is live).
+    pub running: bool,
+    /// Nodes that can take it.
+    pub allowed_nodes: Vec<String>,
+    /// Nodes that cannot, with the reason.
+    pub not_allowed_nodes: std::collections::BTreeMap<String, MigrateNotAllowed>,
+}
+
+/// Body of `POST /api2/json/nodes/{node}/qemu/{vmid}/migrate`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRequest {
+    /// Target node.
+    pub target: String,
+    /// 1: live-migrate a running VM (the default for a running VM); 0: only a stopped VM
+    /// moves (its configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<u8>,
+    /// Bandwidth cap in KiB/s, as Proxmox (0 or none: no cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<u64>,
+    /// Downtime budget of the stop-and-copy in milliseconds (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_downtime: Option<u64>,
 }

@@ -212,6 +212,7 @@ pub fn task_from_upid(upid: &str) -> Option<TaskSummary> {
         status: "running".into(),
         exitstatus: None,
         endtime: None,
+        progress: None,
     })
 }
 

@@ -411,6 +411,25 @@ impl NodeClient {
         self.decode(&bytes)
     }
 
+    /// `POST /v1/vms/{vmid}/migrate/commit`: finishes a migration that waits for its commit
+    /// (sent with `await_commit`); answers the final status once the target runs the VM.
+    pub async fn migrate_commit(&self, vmid: u32) -> Result<MigrationStatus, NodeClientError> {
+        let path = format!("v1/vms/{vmid}/migrate/commit");
+        let bytes = self
+            .call(Method::POST, &path, None::<&()>, self.action_timeout())
+            .await?;
+        self.decode(&bytes)
+    }
+
+    /// `GET /v1/vms/{vmid}/migrate`: the current (or last) migration of `vmid` on this node.
+    pub async fn migrate_status(&self, vmid: u32) -> Result<MigrationStatus, NodeClientError> {
+        let path = format!("v1/vms/{vmid}/migrate");
+        let bytes = self
+            .call(Method::GET, &path, None::<&()>, self.timeout)
+            .await?;
+        self.decode(&bytes)
+    }
+
     /// `POST /v1/vms/{vmid}/migrate/cancel`: cancels an outgoing migration; the VM keeps
     /// running on this node.
     pub async fn migrate_cancel(&self, vmid: u32) -> Result<MigrationStatus, NodeClientError> {

@@ -40,6 +40,10 @@ pub struct NodeFacts {
     /// Memory available for new processes (`MemAvailable`), in bytes.
     #[serde(default)]
     pub mem_available: u64,
+    /// CPU feature flags (`/proc/cpuinfo`, sorted): a running VM may only move to a node
+    /// that has every flag of its current node.
+    #[serde(default)]
+    pub cpu_flags: Vec<String>,
     /// Every VM the node knows (running, paused or stopped), so each heartbeat carries the
     /// state changes since the previous one.
     #[serde(default)]
@@ -167,6 +171,22 @@ pub struct MigrateSendRequest {
     /// Bandwidth cap in MiB/s (none: as fast as the stream goes).
     #[serde(default)]
     pub bwlimit_mib_s: Option<u64>,
+    /// Stop once the target has the whole VM (phase `awaiting_commit`, the VM paused here)
+    /// and answer then; `POST …/migrate/commit` finishes the migration, `…/migrate/cancel`
+    /// (or `commit_timeout_ms` without either) resumes the VM here. Without it the source
+    /// commits by itself.
+    #[serde(default)]
+    pub await_commit: bool,
+    /// With `await_commit`: how long the paused VM waits for the commit.
+    #[serde(default = "default_commit_timeout_ms")]
+    pub commit_timeout_ms: u64,
+}
+
+/// How long a source waits for `migrate/commit` when the request names no time.
+pub const DEFAULT_COMMIT_TIMEOUT_MS: u64 = 10_000;
+
+fn default_commit_timeout_ms() -> u64 {
+    DEFAULT_COMMIT_TIMEOUT_MS
 }
 
 /// Downtime budget when a [`MigrateSendRequest`] names none (kiln-vmm's default).
@@ -202,7 +222,10 @@ pub enum MigrationPhase {
     DirtyRounds,
     /// vCPUs paused: last pages and machine state.
     StopAndCopy,
-    /// Target has all state; waiting for / sending the commit.
+    /// Target has all state and the VM is paused on the source, waiting for the cluster to
+    /// record the new owner and say `migrate/commit`.
+    AwaitingCommit,
+    /// Target has all state; sending the commit.
     Committing,
     /// The VM runs on the target.
     Completed,

@@ -54,6 +54,8 @@ pub struct CpuInfo {
     pub model: String,
     /// Distinct physical packages.
     pub sockets: u32,
+    /// Feature flags of the first CPU (`flags`, sorted): what a live-migrated guest may use.
+    pub flags: Vec<String>,
 }
 
 /// Memory facts from `/proc/meminfo`, in bytes.
@@ -102,6 +104,7 @@ pub fn parse_cpuinfo(text: &str) -> CpuInfo {
     let mut cpus = 0u32;
     let mut model = None;
     let mut sockets = std::collections::BTreeSet::new();
+    let mut flags: Option<Vec<String>> = None;
     for line in text.lines() {
         let Some((key, value)) = line.split_once(':') else {
             continue;
@@ -113,6 +116,11 @@ pub fn parse_cpuinfo(text: &str) -> CpuInfo {
             "physical id" => {
                 sockets.insert(value.to_owned());
             }
+            "flags" if flags.is_none() => {
+                let mut list: Vec<String> = value.split_whitespace().map(str::to_owned).collect();
+                list.sort();
+                flags = Some(list);
+            }
             _ => {}
         }
     }
@@ -120,6 +128,7 @@ pub fn parse_cpuinfo(text: &str) -> CpuInfo {
         cpus,
         model: model.unwrap_or_else(|| "unknown".to_owned()),
         sockets: u32::try_from(sockets.len()).unwrap_or(u32::MAX).max(1),
+        flags: flags.unwrap_or_default(),
     }
 }
 
@@ -212,6 +221,7 @@ impl FactsReader {
             cpus: self.cpu.cpus,
             cpu_model: self.cpu.model.clone(),
             cpu_sockets: self.cpu.sockets,
+            cpu_flags: self.cpu.flags.clone(),
             cpu_usage: cpu_usage(earlier, times),
             loadavg,
             mem_total: mem.total,
@@ -305,6 +315,7 @@ vendor_id\t: GenuineIntel
 model name\t: Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz
 physical id\t: 0
 core id\t\t: 0
+flags\t\t: sse2 fpu avx2
 
 processor\t: 1
 model name\t: Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz
@@ -327,6 +338,7 @@ physical id\t: 1
                 cpus: 4,
                 model: "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz".into(),
                 sockets: 2,
+                flags: vec!["avx2".into(), "fpu".into(), "sse2".into()],
             }
         );
     }

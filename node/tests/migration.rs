@@ -94,6 +94,8 @@ impl TestNode {
             target_api_url: self.agent.api_url(),
             downtime_ms: 50,
             bwlimit_mib_s: None,
+            await_commit: false,
+            commit_timeout_ms: 10_000,
         }
     }
 }

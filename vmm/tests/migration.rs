@@ -328,3 +328,103 @@ fn target_with_other_memory_size_refuses_before_anything_moves() {
         VmState::Running
     );
 }
+
+fn send_awaiting_commit(source: &TestVm, to: &str, commit_timeout_ms: u64) -> MigrationStatus {
+    let mut control = source.control();
+    control
+        .migrate_send_with(&kiln_vmm::protocol::Request::MigrateSend {
+            to: to.to_string(),
+            downtime_ms: 50,
+            bwlimit_mib_s: None,
+            await_commit: true,
+            commit_timeout_ms,
+        })
+        .expect("migrate_send");
+    control
+        .set_timeout(Some(Duration::from_secs(300)))
+        .expect("timeout");
+    control.migrate_status(true).expect("migrate_status wait")
+}
+
+#[test]
+fn awaiting_commit_holds_the_paused_vm_until_the_commit_then_the_target_runs_it() {
+    let _one = serial();
+    let source = TestVm::start(1, 128);
+    let mut console = source.console();
+    console.run("mem fill 64 9");
+    let target = start_target(128);
+    let waiting = send_awaiting_commit(&source, &target.listen, 30_000);
+    assert_eq!(waiting.phase, MigrationPhase::AwaitingCommit, "{waiting:?}");
+    let mut control = source.control();
+    assert_eq!(control.status().expect("status").state, VmState::Paused);
+    // Neither side runs the VM while the cluster records the new owner.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        target.vm.control().status().expect("target").state,
+        VmState::Paused
+    );
+    let committing = control.migrate_commit().expect("migrate_commit");
+    assert!(!committing.phase.is_final(), "{committing:?}");
+    let done = control
+        .migrate_wait(true)
+        .or_else(|_| Ok::<_, ()>(committing.clone()))
+        .expect("wait");
+    // The source may exit before it answers; the target is what counts.
+    if done.phase.is_final() {
+        assert_eq!(done.phase, MigrationPhase::Completed, "{done:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while target.vm.control().status().expect("target").state != VmState::Running {
+        assert!(Instant::now() < deadline, "the target never resumed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut on_target = target.vm.attach_console();
+    on_target.send_line("");
+    on_target.expect(PROMPT, Duration::from_secs(20));
+    let verify = on_target.run("mem verify").join("\n");
+    assert!(verify.contains("verify ok"), "{verify:?}");
+}
+
+#[test]
+fn a_commit_that_never_comes_resumes_the_vm_on_the_source() {
+    let _one = serial();
+    let source = TestVm::start(1, 128);
+    let mut console = source.console();
+    let mut target = start_target(128);
+    let waiting = send_awaiting_commit(&source, &target.listen, 500);
+    assert_eq!(waiting.phase, MigrationPhase::AwaitingCommit, "{waiting:?}");
+    let mut control = source.control();
+    let ended = control.migrate_wait(true).expect("wait");
+    assert_eq!(ended.phase, MigrationPhase::Failed, "{ended:?}");
+    assert!(
+        ended
+            .error
+            .as_ref()
+            .is_some_and(|e| e.contains("no commit")),
+        "{ended:?}"
+    );
+    // A late commit is refused, the VM runs here and the target has discarded it.
+    assert!(control.migrate_commit().is_err());
+    assert_eq!(control.status().expect("status").state, VmState::Running);
+    assert_eq!(console.run("echo alive"), vec!["alive".to_string()]);
+    let exit = target.vm.wait_exit(Duration::from_secs(10));
+    assert_eq!(exit.code(), Some(1), "target: {}", target.vm.stderr());
+}
+
+#[test]
+fn a_cancel_while_awaiting_commit_resumes_the_vm_on_the_source() {
+    let _one = serial();
+    let source = TestVm::start(1, 128);
+    let mut console = source.console();
+    let mut target = start_target(128);
+    let waiting = send_awaiting_commit(&source, &target.listen, 30_000);
+    assert_eq!(waiting.phase, MigrationPhase::AwaitingCommit, "{waiting:?}");
+    let mut control = source.control();
+    control.migrate_cancel().expect("cancel");
+    let ended = control.migrate_wait(true).expect("wait");
+    assert_eq!(ended.phase, MigrationPhase::Cancelled, "{ended:?}");
+    assert_eq!(control.status().expect("status").state, VmState::Running);
+    assert_eq!(console.run("echo alive"), vec!["alive".to_string()]);
+    let exit = target.vm.wait_exit(Duration::from_secs(10));
+    assert_eq!(exit.code(), Some(1), "target: {}", target.vm.stderr());
+}

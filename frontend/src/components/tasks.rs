@@ -272,6 +272,7 @@ mod tests {
             status: status.into(),
             exitstatus: exit.map(Into::into),
             endtime: None,
+            progress: None,
         }
     }
 

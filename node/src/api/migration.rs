@@ -6,7 +6,12 @@
 //!   spec 400, VM id exists 409, not enough memory 503) come before anything is started.
 //! - `POST …/migrate/send` (source) with a [`MigrateSendRequest`]: migrates the VM to the
 //!   target node and answers the final [`MigrationStatus`].
+//!   With `await_commit` it answers as soon as the target has the whole VM (phase
+//!   `awaiting_commit`, the VM paused here), so the server can record the new owner first.
+//! - `POST …/migrate/commit` (source): finishes such a migration; answers once the target
+//!   runs the VM and it has stopped here.
 //! - `POST …/migrate/cancel` (source): cancels an outgoing migration.
+//! - `GET …/migrate`: the current or last migration's status (rounds, bytes, phase).
 
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
@@ -119,4 +124,20 @@ pub async fn cancel(
     Path(raw): Path<String>,
 ) -> Result<Json<MigrationStatus>, ApiError> {
     Ok(Json(state.vms.migrate_cancel(vmid(&raw)?).await?))
+}
+
+/// `POST /v1/vms/{vmid}/migrate/commit`.
+pub async fn commit(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<MigrationStatus>, ApiError> {
+    Ok(Json(state.vms.migrate_commit(vmid(&raw)?).await?))
+}
+
+/// `GET /v1/vms/{vmid}/migrate`.
+pub async fn status(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<MigrationStatus>, ApiError> {
+    Ok(Json(state.vms.migrate_status(vmid(&raw)?).await?))
 }

@@ -48,6 +48,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/vms/{vmid}/migrate/receive", post(migration::receive))
         .route("/v1/vms/{vmid}/migrate/send", post(migration::send))
         .route("/v1/vms/{vmid}/migrate/cancel", post(migration::cancel))
+        .route("/v1/vms/{vmid}/migrate/commit", post(migration::commit))
+        .route("/v1/vms/{vmid}/migrate", get(migration::status))
         .route("/v1/images", get(vms::images))
         .fallback(not_found)
         .with_state(state)
@@ -128,6 +130,7 @@ mod tests {
             cpus: 2,
             cpu_model: "cpu".into(),
             cpu_sockets: 1,
+            cpu_flags: Vec::new(),
             cpu_usage: 0.5,
             loadavg: [0.0; 3],
             mem_total: 10,

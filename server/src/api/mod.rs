@@ -8,6 +8,7 @@ pub mod error;
 mod events;
 mod guard;
 pub mod join;
+mod migrate;
 mod nodes;
 pub mod params;
 mod pools;

@@ -10,7 +10,8 @@ use axum::routing::MethodRouter;
 use serde::Serialize;
 
 use super::{
-    access, audit, cluster, console, events, guard, join, nodes, pools, qemu, tasks, version,
+    access, audit, cluster, console, events, guard, join, migrate, nodes, pools, qemu, tasks,
+    version,
 };
 use crate::access::Check;
 use crate::access::Privilege::{self, *};
@@ -269,6 +270,16 @@ pub fn routes() -> Vec<Route> {
         get("/api2/json/nodes", &ANY_USER, nodes::list),
         get("/api2/json/nodes/{node}/status", &NODE_AUDIT, nodes::status),
         get("/api2/json/nodes/{node}/tasks", &ANY_USER, tasks::list_node),
+        delete(
+            "/api2/json/nodes/{node}/tasks/{upid}",
+            &Check::Or {
+                any_of: &[
+                    Check::TaskOwner { param: "upid" },
+                    perm!("/nodes/{node}", &[SysModify]),
+                ],
+            },
+            tasks::stop,
+        ),
         get(
             "/api2/json/nodes/{node}/tasks/{upid}/status",
             &TASK_READ,
@@ -302,6 +313,16 @@ pub fn routes() -> Vec<Route> {
             "/api2/json/nodes/{node}/qemu/{vmid}/config",
             &perm_any!("/vms/{vmid}", VM_CONFIG),
             qemu::set_config,
+        ),
+        get(
+            "/api2/json/nodes/{node}/qemu/{vmid}/migrate",
+            &perm!("/vms/{vmid}", &[VmMigrate]),
+            migrate::preconditions,
+        ),
+        post(
+            "/api2/json/nodes/{node}/qemu/{vmid}/migrate",
+            &perm!("/vms/{vmid}", &[VmMigrate]),
+            migrate::migrate,
         ),
         get(
             "/api2/json/nodes/{node}/qemu/{vmid}/status/current",

@@ -11,10 +11,17 @@ use crate::auth::{authorize, AuthUser, Privilege};
 use crate::db::{TaskFilter, TaskRecord};
 use crate::state::AppState;
 use crate::tasks::Upid;
+use kiln_api_types::access::NoParams;
 
-/// Convert a row to its API form.
-pub fn summary(t: TaskRecord) -> TaskSummary {
+/// Convert a row to its API form (with the progress of a running task).
+pub fn summary(app: &AppState, t: TaskRecord) -> TaskSummary {
+    let progress = if t.status == "running" {
+        app.tasks.progress(&t.upid)
+    } else {
+        None
+    };
     TaskSummary {
+        progress,
         upid: t.upid,
         node: t.node,
         pid: t.pid,
@@ -91,7 +98,7 @@ pub async fn list_node(
     Ok(ok(tasks
         .into_iter()
         .filter(|t| visible(&user, t))
-        .map(summary)
+        .map(|t| summary(&app, t))
         .collect()))
 }
 
@@ -111,7 +118,7 @@ pub async fn recent(
         .await?
         .into_iter()
         .filter(|t| visible(user, t))
-        .map(summary)
+        .map(|t| summary(app, t))
         .collect())
 }
 
@@ -147,7 +154,7 @@ pub async fn status(
     _user: AuthUser,
     Path((node, upid)): Path<(String, String)>,
 ) -> ApiResult<TaskSummary> {
-    Ok(ok(summary(find_task(&app, &node, &upid).await?)))
+    Ok(ok(summary(&app, find_task(&app, &node, &upid).await?)))
 }
 
 /// Query of the task log.
@@ -177,4 +184,26 @@ pub async fn log(
         .into_iter()
         .map(|(n, t)| TaskLogLine { n, t })
         .collect()))
+}
+
+/// `DELETE /api2/json/nodes/{node}/tasks/{upid}`: ask a running task to stop (its owner, or
+/// anyone with `Sys.Modify` on the node). A stopped live migration leaves the VM where it was.
+pub async fn stop(
+    State(app): State<AppState>,
+    _user: AuthUser,
+    Path((node, upid)): Path<(String, String)>,
+    Query(_): Query<NoParams>,
+) -> ApiResult<()> {
+    // The route checked: the caller's own task, or Sys.Modify on the node.
+    let task = find_task(&app, &node, &upid).await?;
+    if task.status != "running" {
+        return Err(ApiError::Conflict(format!(
+            "task {upid} has already ended ({})",
+            task.exitstatus.unwrap_or_default()
+        )));
+    }
+    app.tasks
+        .request_stop(&task.upid)
+        .map_err(|e| ApiError::Conflict(format!("cannot stop task {upid}: {e}")))?;
+    Ok(ok(()))
 }

@@ -5,7 +5,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use kiln_api_types::NodeState;
-use kiln_node_client::wire::{NodeFacts, VmRuntime};
+use kiln_node_client::wire::{NodeFacts, VmPowerState, VmRuntime};
 use tokio::sync::watch;
 
 /// A counter bumped whenever something the UI shows changes.
@@ -125,6 +125,25 @@ impl NodeRegistry {
         self.write().retain(|name, _| keep.contains(name));
     }
 
+    /// Online nodes whose last heartbeat reports VM `vmid` running or paused.
+    pub fn online_nodes_running(&self, vmid: u32) -> Vec<String> {
+        let timeout = self.timeout();
+        self.nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, rt)| rt.state(timeout) == NodeState::Online)
+            .filter(|(_, rt)| {
+                rt.facts.as_ref().is_some_and(|f| {
+                    f.vms
+                        .iter()
+                        .any(|v| v.vmid == vmid && v.state != VmPowerState::Stopped)
+                })
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// A copy of one node's runtime state.
     pub fn get(&self, node: &str) -> NodeRuntime {
         self.nodes
@@ -149,6 +168,7 @@ mod tests {
             cpus: 2,
             cpu_model: "cpu".into(),
             cpu_sockets: 1,
+            cpu_flags: Vec::new(),
             cpu_usage: 0.5,
             loadavg: [0.0; 3],
             mem_total: 100,

@@ -121,6 +121,23 @@ impl Db {
         Ok(())
     }
 
+    /// Record the node a VM belongs to (a migration's handover).
+    pub async fn set_vm_node(&self, vmid: u32, node: &str) -> Result<(), DbError> {
+        let done = sqlx::query("UPDATE vms SET node = ? WHERE vmid = ?")
+            .bind(node)
+            .bind(i64::from(vmid))
+            .execute(&self.pool)
+            .await
+            .ctx("recording a VM's node")?;
+        if done.rows_affected() != 1 {
+            return Err(DbError::Query {
+                context: "recording a VM's node",
+                source: sqlx::Error::RowNotFound,
+            });
+        }
+        Ok(())
+    }
+
     /// Record what the last action asked of a VM.
     pub async fn set_vm_desired(&self, vmid: u32, desired: &str) -> Result<(), DbError> {
         sqlx::query("UPDATE vms SET desired = ? WHERE vmid = ?")

@@ -3,8 +3,11 @@
 
 mod upid;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
 
 pub use upid::{InvalidUpid, Upid};
 
@@ -21,6 +24,35 @@ pub struct TaskManager {
     changes: Arc<ChangeSignal>,
     pid: u32,
     counter: AtomicU64,
+    live: LiveTasks,
+}
+
+/// What running tasks share with the API beyond the database: their progress and the stop
+/// request (Proxmox's `DELETE /nodes/{node}/tasks/{upid}`).
+#[derive(Debug, Clone, Default)]
+struct LiveTasks(Arc<Mutex<HashMap<Arc<str>, Live>>>);
+
+#[derive(Debug)]
+struct Live {
+    progress: Option<f64>,
+    stop: watch::Sender<bool>,
+}
+
+impl LiveTasks {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Live>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Why [`TaskManager::request_stop`] did nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StopError {
+    /// The task is not running (here).
+    #[error("the task is not running")]
+    NotRunning,
+    /// The task's work cannot be interrupted.
+    #[error("this task cannot be stopped; wait for it to end")]
+    NotStoppable,
 }
 
 impl TaskManager {
@@ -32,7 +64,25 @@ impl TaskManager {
             pid: std::process::id(),
             // Seeded with the start time so UPIDs stay unique across restarts with the same pid.
             counter: AtomicU64::new((unix_now() as u64) & 0xFFFF_FFFF),
+            live: LiveTasks::default(),
         }
+    }
+
+    /// Progress (0.0..=1.0) a running task reported, if any.
+    pub fn progress(&self, upid: &str) -> Option<f64> {
+        self.live.map().get(upid).and_then(|l| l.progress)
+    }
+
+    /// Ask a running task to stop. Only tasks whose work watches for it (see
+    /// [`TaskLogger::stop_requested`]) can be stopped.
+    pub fn request_stop(&self, upid: &str) -> Result<(), StopError> {
+        let map = self.live.map();
+        let live = map.get(upid).ok_or(StopError::NotRunning)?;
+        if live.stop.receiver_count() == 0 {
+            return Err(StopError::NotStoppable);
+        }
+        live.stop.send_replace(true);
+        Ok(())
     }
 
     /// Start a task of type `kind` on object `id` for `user`, concerning `node`.
@@ -69,12 +119,22 @@ impl TaskManager {
             })
             .await?;
         tracing::info!(upid = %text, "task started");
+        let upid: Arc<str> = Arc::from(text.as_str());
+        self.live.map().insert(
+            upid.clone(),
+            Live {
+                progress: None,
+                stop: watch::channel(false).0,
+            },
+        );
         self.changes.notify();
         Ok(TaskHandle {
             log: TaskLogger {
-                upid: Arc::from(text.as_str()),
+                upid,
                 db: self.db.clone(),
                 lines: Arc::new(AtomicU64::new(0)),
+                live: self.live.clone(),
+                changes: self.changes.clone(),
             },
             changes: self.changes.clone(),
             finished: false,
@@ -116,6 +176,8 @@ pub struct TaskLogger {
     upid: Arc<str>,
     db: Db,
     lines: Arc<AtomicU64>,
+    live: LiveTasks,
+    changes: Arc<ChangeSignal>,
 }
 
 impl TaskLogger {
@@ -132,6 +194,22 @@ impl TaskLogger {
         tracing::info!(upid = %self.upid, "{line}");
         if let Err(e) = self.db.append_task_log(&self.upid, n, &line).await {
             tracing::error!(upid = %self.upid, "cannot write task log: {e}");
+        }
+    }
+
+    /// Report progress (0.0..=1.0); the UI shows it as a bar while the task runs.
+    pub fn progress(&self, fraction: f64) {
+        if let Some(live) = self.live.map().get_mut(&self.upid) {
+            live.progress = Some(fraction.clamp(0.0, 1.0));
+        }
+        self.changes.notify();
+    }
+
+    /// Makes this task stoppable: the receiver turns `true` when someone asks it to stop.
+    pub fn stop_requested(&self) -> watch::Receiver<bool> {
+        match self.live.map().get(&self.upid) {
+            Some(live) => live.stop.subscribe(),
+            None => watch::channel(false).1,
         }
     }
 }
@@ -167,6 +245,7 @@ impl TaskHandle {
     /// written as the last log line, as Proxmox does with `TASK ERROR: ...`).
     pub async fn finish(mut self, result: Result<(), String>) -> Result<(), DbError> {
         self.finished = true;
+        self.log.live.map().remove(&self.log.upid);
         let status = match &result {
             Ok(()) => {
                 self.log("TASK OK").await?;
@@ -191,6 +270,7 @@ impl Drop for TaskHandle {
         if self.finished {
             return;
         }
+        self.log.live.map().remove(&self.log.upid);
         let (db, upid, changes) = (
             self.log.db.clone(),
             self.log.upid.to_string(),

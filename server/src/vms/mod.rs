@@ -2,6 +2,7 @@
 //! the lifecycle operations (as tasks) and the reconcile loop.
 
 pub mod lifecycle;
+pub mod migrate;
 pub mod placement;
 pub mod reconcile;
 

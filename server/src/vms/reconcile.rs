@@ -51,8 +51,14 @@ pub async fn run_once(app: &AppState) {
             return;
         }
     };
-    for vm in vms {
-        let seen = observe(app, &vm);
+    for mut vm in vms {
+        let mut seen = observe(app, &vm);
+        if !seen.is_active() && app.vm_locks.holder(vm.vmid).is_none() {
+            if let Some(node) = stray_node(app, &vm) {
+                adopt(app, &mut vm, node).await;
+                seen = observe(app, &vm);
+            }
+        }
         if seen == Observed::Unknown {
             continue; // node offline: nothing to conclude yet
         }
@@ -110,6 +116,44 @@ pub async fn run_once(app: &AppState) {
             tracing::error!("reconcile: cannot record a crash: {e}");
         }
     }
+}
+
+/// The one other online node that runs `vm` while its own node does not, if any. A
+/// migration whose commit outcome the server could not learn ends like this when the source
+/// resumed the VM after all.
+fn stray_node(app: &AppState, vm: &crate::db::VmRecord) -> Option<String> {
+    let mut running_on = app.nodes.online_nodes_running(vm.vmid);
+    running_on.retain(|n| *n != vm.node);
+    match running_on.len() {
+        1 => running_on.pop(),
+        0 => None,
+        _ => {
+            tracing::error!(
+                vmid = vm.vmid,
+                "VM {} runs on several nodes ({}); leaving the record on {}",
+                vm.vmid,
+                running_on.join(", "),
+                vm.node
+            );
+            None
+        }
+    }
+}
+
+/// Record that `vm` runs on `node`.
+async fn adopt(app: &AppState, vm: &mut crate::db::VmRecord, node: String) {
+    tracing::warn!(
+        vmid = vm.vmid,
+        "VM {} is recorded on node {} but runs on node {node}; recording node {node}",
+        vm.vmid,
+        vm.node
+    );
+    if let Err(e) = app.db.set_vm_node(vm.vmid, &node).await {
+        tracing::error!("reconcile: {e}");
+        return;
+    }
+    vm.node = node;
+    app.changes.notify();
 }
 
 #[cfg(test)]

@@ -228,6 +228,86 @@ impl Cluster {
         entry.0 = Some(Proc(child));
     }
 
+    /// The directory of VM `vmid` on node `name`.
+    fn vm_dir(&self, name: &str, vmid: u32) -> PathBuf {
+        let nodes = self.nodes.lock().expect("lock");
+        nodes
+            .get(name)
+            .expect("joined node")
+            .1
+            .join("vms")
+            .join(vmid.to_string())
+    }
+
+    /// Whether a kiln-vmm process for VM `vmid` lives on node `name` (read from the process
+    /// table, not from any agent or the server: what really runs).
+    pub async fn node_reports_running(&self, name: &str, vmid: u32) -> bool {
+        let dir = self.vm_dir(name, vmid);
+        let needle = dir.to_string_lossy().into_owned();
+        tokio::task::spawn_blocking(move || {
+            std::fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                .any(|e| {
+                    let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                    let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                    let zombie = stat
+                        .rsplit_once(')')
+                        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+                    let cmdline = String::from_utf8_lossy(&cmdline);
+                    !zombie && cmdline.contains("kiln-vmm") && cmdline.contains(&needle)
+                })
+        })
+        .await
+        .expect("scan /proc")
+    }
+
+    /// Type `command` on the test guest's console of VM `vmid` on node `name` (through the
+    /// VM's control socket) and return what it printed before the next prompt.
+    pub async fn guest_command(&self, name: &str, vmid: u32, command: &str) -> String {
+        use std::io::{Read, Write};
+        let socket = self.vm_dir(name, vmid).join("control.sock");
+        let command = command.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let client =
+                kiln_vmm::control::client::ControlClient::connect(&socket).expect("control socket");
+            client
+                .set_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut console = client.attach_console(false).expect("console");
+            console
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .expect("timeout");
+            console
+                .write_all(format!("{command}\r").as_bytes())
+                .expect("type");
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let text = String::from_utf8_lossy(&seen).into_owned();
+                if let Some(at) = text.find(&command) {
+                    if text[at..].contains("kiln> ") {
+                        return text;
+                    }
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no prompt after {command:?}: {text}"
+                );
+                match console.read(&mut buf) {
+                    Ok(0) => panic!("console closed: {text}"),
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    Err(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("console")
+    }
+
     /// SIGKILL a node's agent.
     pub fn kill_node(&self, name: &str) {
         let mut nodes = self.nodes.lock().expect("lock");

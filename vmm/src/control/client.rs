@@ -144,18 +144,30 @@ impl ControlClient {
         }
     }
 
-    /// `migrate_send`: start a live migration to `to`.
+    /// `migrate_send`: start a live migration to `to` (committed at once).
     pub fn migrate_send(
         &mut self,
         to: &str,
         downtime_ms: u64,
         bwlimit_mib_s: Option<u64>,
     ) -> Result<MigrationStatus, ClientError> {
-        self.expect_migration(&Request::MigrateSend {
+        self.migrate_send_with(&Request::MigrateSend {
             to: to.to_string(),
             downtime_ms,
             bwlimit_mib_s,
+            await_commit: false,
+            commit_timeout_ms: crate::control::protocol::DEFAULT_COMMIT_TIMEOUT_MS,
         })
+    }
+
+    /// `migrate_send` with every option (`request` must be a [`Request::MigrateSend`]).
+    pub fn migrate_send_with(&mut self, request: &Request) -> Result<MigrationStatus, ClientError> {
+        self.expect_migration(request)
+    }
+
+    /// `migrate_commit`: let a migration waiting for its commit finish.
+    pub fn migrate_commit(&mut self) -> Result<MigrationStatus, ClientError> {
+        self.expect_migration(&Request::MigrateCommit)
     }
 
     /// `migrate_cancel`.
@@ -163,9 +175,21 @@ impl ControlClient {
         self.expect_migration(&Request::MigrateCancel)
     }
 
-    /// `migrate_status`; with `wait`, once the migration has ended.
+    /// `migrate_status`; with `wait`, once the migration has ended or awaits its commit.
     pub fn migrate_status(&mut self, wait: bool) -> Result<MigrationStatus, ClientError> {
-        self.expect_migration(&Request::MigrateStatus { wait })
+        self.expect_migration(&Request::MigrateStatus {
+            wait,
+            final_only: false,
+        })
+    }
+
+    /// `migrate_status` waiting until the migration has ended (`final_only`), or until it
+    /// ended or awaits its commit.
+    pub fn migrate_wait(&mut self, final_only: bool) -> Result<MigrationStatus, ClientError> {
+        self.expect_migration(&Request::MigrateStatus {
+            wait: true,
+            final_only,
+        })
     }
 
     /// `console_attach`: the connection becomes the console stream.

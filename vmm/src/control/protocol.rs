@@ -58,14 +58,30 @@ pub enum Request {
         /// Bandwidth cap in MiB/s (none: as fast as the stream goes).
         #[serde(default)]
         bwlimit_mib_s: Option<u64>,
+        /// Hold the paused VM in [`MigrationPhase::AwaitingCommit`] once the target has all
+        /// of its state, until `migrate_commit` (or a cancel) arrives: this is where the
+        /// cluster records the new owner. Without it the commit follows at once.
+        #[serde(default)]
+        await_commit: bool,
+        /// With `await_commit`: give up (and resume the VM here) when no commit arrived
+        /// within this many milliseconds.
+        #[serde(default = "default_commit_timeout_ms")]
+        commit_timeout_ms: u64,
     },
+    /// Commit a migration waiting in [`MigrationPhase::AwaitingCommit`]: the target
+    /// resumes the VM and this VMM exits. Replies with the status at once.
+    MigrateCommit,
     /// Cancel an outgoing migration; the VM keeps running here, the target discards.
     MigrateCancel,
-    /// The current (or last) migration; with `wait`, reply only once it has ended.
+    /// The current (or last) migration; with `wait`, reply only once it has ended or waits
+    /// for its commit.
     MigrateStatus {
-        /// Block until the migration completed, failed or was cancelled.
+        /// Block until the migration completed, failed, was cancelled or awaits the commit.
         #[serde(default)]
         wait: bool,
+        /// With `wait`: only once it has ended (not when it awaits the commit).
+        #[serde(default)]
+        final_only: bool,
     },
 }
 
@@ -74,6 +90,13 @@ pub const DEFAULT_DOWNTIME_MS: u64 = 50;
 
 fn default_downtime_ms() -> u64 {
     DEFAULT_DOWNTIME_MS
+}
+
+/// Default time a source holds a paused VM waiting for `migrate_commit`.
+pub const DEFAULT_COMMIT_TIMEOUT_MS: u64 = 10_000;
+
+fn default_commit_timeout_ms() -> u64 {
+    DEFAULT_COMMIT_TIMEOUT_MS
 }
 
 fn yes() -> bool {
@@ -134,7 +157,9 @@ pub enum MigrationPhase {
     DirtyRounds,
     /// vCPUs paused: last pages and machine state.
     StopAndCopy,
-    /// Target has all state; waiting for / sending the commit.
+    /// Target has all state and the VM is paused here; waiting for `migrate_commit`.
+    AwaitingCommit,
+    /// Target has all state; sending the commit.
     Committing,
     /// The VM runs on the target.
     Completed,

@@ -179,6 +179,8 @@ fn handle(vm: &Arc<VmShared>, request: Request) -> Next {
             to,
             downtime_ms,
             bwlimit_mib_s,
+            await_commit,
+            commit_timeout_ms,
         } => {
             return Next::Reply(migration_reply(send::start(
                 vm.clone(),
@@ -186,8 +188,19 @@ fn handle(vm: &Arc<VmShared>, request: Request) -> Next {
                     to,
                     downtime_ms,
                     bwlimit_mib_s,
+                    await_commit: await_commit
+                        .then(|| Duration::from_millis(commit_timeout_ms.max(1))),
                 },
             )))
+        }
+        Request::MigrateCommit => {
+            return Next::Reply(match vm.migration().request_commit() {
+                Ok(status) => Response::Ok(Reply::Migration(Box::new(status))),
+                Err(why) => Response::Error(ApiError {
+                    kind: ErrorKind::InvalidState,
+                    message: why,
+                }),
+            })
         }
         Request::MigrateCancel => {
             return Next::Reply(match vm.migration().request_cancel() {
@@ -195,9 +208,11 @@ fn handle(vm: &Arc<VmShared>, request: Request) -> Next {
                 None => no_migration(),
             })
         }
-        Request::MigrateStatus { wait } => {
-            let status = if wait {
+        Request::MigrateStatus { wait, final_only } => {
+            let status = if wait && final_only {
                 vm.migration().wait_final(MIGRATION_WAIT)
+            } else if wait {
+                vm.migration().wait_settled(MIGRATION_WAIT)
             } else {
                 vm.migration().snapshot()
             };

@@ -73,6 +73,9 @@ pub enum MigrationError {
     /// Cancelled on request.
     #[error("the migration was cancelled; the VM keeps running on the source")]
     Cancelled,
+    /// Nobody confirmed the new owner in time.
+    #[error("no commit arrived within {0:?} of the target having the whole VM; it keeps running on the source")]
+    CommitTimeout(Duration),
     /// Dirty logging or memory access failed.
     #[error("guest memory: {0}")]
     Memory(String),
@@ -112,6 +115,18 @@ pub struct MigrationSlot {
     inner: Mutex<SlotInner>,
     changed: Condvar,
     cancel: AtomicBool,
+    commit: AtomicBool,
+}
+
+/// What ended a source's wait in [`MigrationPhase::AwaitingCommit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitDecision {
+    /// `migrate_commit` arrived.
+    Commit,
+    /// `migrate_cancel` arrived.
+    Cancel,
+    /// Neither, in time.
+    TimedOut,
 }
 
 impl MigrationSlot {
@@ -138,6 +153,7 @@ impl MigrationSlot {
             return Err(MigrationError::AlreadyRunning);
         }
         self.cancel.store(false, Ordering::SeqCst);
+        self.commit.store(false, Ordering::SeqCst);
         inner.status = Some(status);
         inner.started = Some(Instant::now());
         self.changed.notify_all();
@@ -158,17 +174,60 @@ impl MigrationSlot {
     }
 
     /// Ask the running migration to stop; returns its status (None: nothing to cancel).
+    /// A migration past its commit cannot be cancelled any more: the status says so.
     pub fn request_cancel(&self) -> Option<MigrationStatus> {
-        let running = self
-            .lock()
-            .status
-            .as_ref()
-            .is_some_and(|s| !s.phase.is_final());
-        if !running {
-            return None;
+        {
+            let inner = self.lock();
+            let running = inner.status.as_ref().is_some_and(|s| !s.phase.is_final());
+            if !running {
+                return None;
+            }
+            // Under the lock, so a waiting commit sees either the commit or the cancel first.
+            if !self.commit.load(Ordering::SeqCst) {
+                self.cancel.store(true, Ordering::SeqCst);
+            }
+            self.changed.notify_all();
         }
-        self.cancel.store(true, Ordering::SeqCst);
         self.snapshot()
+    }
+
+    /// Let a migration waiting in [`MigrationPhase::AwaitingCommit`] commit.
+    pub fn request_commit(&self) -> Result<MigrationStatus, String> {
+        {
+            let inner = self.lock();
+            let phase = inner.status.as_ref().map(|s| s.phase);
+            if phase != Some(MigrationPhase::AwaitingCommit) {
+                return Err(match phase {
+                    None => "no migration of this VM to commit".to_string(),
+                    Some(p) => format!("the migration is {p:?}, not waiting for its commit"),
+                });
+            }
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err("the migration was cancelled; it cannot be committed".into());
+            }
+            self.commit.store(true, Ordering::SeqCst);
+            self.changed.notify_all();
+        }
+        self.snapshot()
+            .ok_or_else(|| "the migration vanished".to_string())
+    }
+
+    /// Source side: wait in `AwaitingCommit` for a commit or a cancel, at most `timeout`.
+    pub(crate) fn wait_commit(&self, timeout: Duration) -> CommitDecision {
+        let inner = self.lock();
+        let (_inner, _) = self
+            .changed
+            .wait_timeout_while(inner, timeout, |_| {
+                !self.commit.load(Ordering::SeqCst) && !self.cancel.load(Ordering::SeqCst)
+            })
+            .unwrap_or_else(|e| e.into_inner());
+        if self.commit.load(Ordering::SeqCst) {
+            CommitDecision::Commit
+        } else if self.cancel.load(Ordering::SeqCst) {
+            CommitDecision::Cancel
+        } else {
+            CommitDecision::TimedOut
+        }
     }
 
     /// Cancel requested?
@@ -183,6 +242,26 @@ impl MigrationSlot {
             .changed
             .wait_timeout_while(inner, timeout, |i| {
                 i.status.as_ref().is_some_and(|s| !s.phase.is_final())
+            })
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        drop(_inner);
+        self.snapshot()
+    }
+
+    /// Block until the migration has ended or waits for a commit nobody has given yet (or
+    /// `timeout` passed); its status.
+    pub fn wait_settled(&self, timeout: Duration) -> Option<MigrationStatus> {
+        let inner = self.lock();
+        let _inner = self
+            .changed
+            .wait_timeout_while(inner, timeout, |i| {
+                i.status.as_ref().is_some_and(|s| {
+                    let needs_commit = s.phase == MigrationPhase::AwaitingCommit
+                        && !self.commit.load(Ordering::SeqCst)
+                        && !self.cancel.load(Ordering::SeqCst);
+                    !(s.phase.is_final() || needs_commit)
+                })
             })
             .unwrap_or_else(|e| e.into_inner())
             .0;

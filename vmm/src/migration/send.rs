@@ -11,7 +11,7 @@ use super::protocol::{
     self as wire, AbortReason, FrameKind, MigrationConfig, RecordKind, ResumeReport, PAGE_SIZE,
 };
 use super::transport::{self, MigrationStream};
-use super::{final_phase, state, MigrationError};
+use super::{final_phase, state, CommitDecision, MigrationError};
 use crate::control::protocol::{MigrationPhase, MigrationRole, MigrationRound, MigrationStatus};
 use crate::state::StopReason;
 use crate::vm::VmShared;
@@ -25,6 +25,8 @@ pub struct SendOptions {
     pub downtime_ms: u64,
     /// Bandwidth cap, MiB/s.
     pub bwlimit_mib_s: Option<u64>,
+    /// Wait (at most this long) for `migrate_commit` before committing.
+    pub await_commit: Option<Duration>,
 }
 
 /// Pages per Memory frame (1 MiB of data).
@@ -378,8 +380,19 @@ impl Source<'_> {
             s.bytes_transferred = total;
             s.phase = MigrationPhase::Committing;
         });
-        // The target has everything and the VM is paused here. This is where the server
-        // will record the new owner; until then a cancel still wins.
+        // The target has everything and the VM is paused here. This is where the cluster
+        // records the new owner; until the commit a cancel (or silence) still wins.
+        if let Some(timeout) = self.opts.await_commit {
+            vm.migration()
+                .update(|s| s.phase = MigrationPhase::AwaitingCommit);
+            match vm.migration().wait_commit(timeout) {
+                CommitDecision::Commit => {}
+                CommitDecision::Cancel => return Err(MigrationError::Cancelled),
+                CommitDecision::TimedOut => return Err(MigrationError::CommitTimeout(timeout)),
+            }
+            vm.migration()
+                .update(|s| s.phase = MigrationPhase::Committing);
+        }
         self.check_cancel()?;
         self.bytes += wire::write_frame(stream, FrameKind::Commit, &[])
             .map_err(MigrationError::stream("the commit"))?;

@@ -14,7 +14,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use kiln_node_client::wire::{MigrateSendRequest, MigrationStatus, VmPowerState, VmSpec};
+use kiln_node_client::wire::{
+    MigrateSendRequest, MigrationPhase, MigrationStatus, VmPowerState, VmSpec,
+};
 use kiln_node_client::{ClusterIdentity, MigrationStream, NodeClient, NodeClientError, NodeName};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
@@ -184,7 +186,7 @@ impl Supervisor {
             CONTROL_TIMEOUT,
         )
         .map_err(|e| VmError::BadSpec(e.to_string()))?;
-        let _guard = self.lock_vm(vmid).await;
+        let guard = self.lock_vm(vmid).await;
         let (spec, dir) = {
             let table = self.table();
             let slot = table.get(&vmid).ok_or_else(|| self.not_found(vmid))?;
@@ -218,19 +220,63 @@ impl Supervisor {
             .map_err(|e| VmError::io("listen on", &bridge_path, e))?;
         let bridge = tokio::spawn(bridge(vmid, listener, stream));
         self.set_migration(vmid, Some(Migrating::Outgoing(target.clone())));
+        let outgoing = Outgoing {
+            vmid,
+            target,
+            target_url: request.target_api_url.clone(),
+            bridge,
+            bridge_path,
+            socket: dir.socket(),
+        };
 
-        let result = self.run_migration(vmid, &dir, &bridge_path, &request).await;
+        let result = self
+            .run_migration(vmid, &outgoing.socket, &outgoing.bridge_path, &request)
+            .await;
+        match result {
+            Ok(mut status) if status.phase == MigrationPhase::AwaitingCommit => {
+                // The VM is paused here and the target has it all: the caller records the
+                // new owner and commits (or cancels). The rest ends in the background,
+                // still holding the VM's lock.
+                status.peer = outgoing.peer();
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let socket = outgoing.socket.clone();
+                    let settled = wait_settled(vmid, &socket, true).await;
+                    let _ = this.conclude(outgoing, settled).await;
+                    drop(guard);
+                });
+                Ok(status)
+            }
+            settled => self.conclude(outgoing, settled).await,
+        }
+    }
+
+    /// Ends an outgoing migration whose kiln-vmm has `settled`: closes the bridge, and
+    /// either waits for the VM to stop here (completed) or clears the migration mark (the VM
+    /// keeps running here).
+    async fn conclude(
+        &self,
+        outgoing: Outgoing,
+        settled: Result<MigrationStatus, VmError>,
+    ) -> Result<MigrationStatus, VmError> {
+        let Outgoing {
+            vmid,
+            target,
+            target_url,
+            mut bridge,
+            bridge_path,
+            ..
+        } = outgoing;
         let _ = std::fs::remove_file(&bridge_path);
-        let mut bridge = bridge;
         // After an error the target must see the stream end at once (it then discards).
-        if result.is_err()
+        if settled.is_err()
             || tokio::time::timeout(BRIDGE_DRAIN_TIMEOUT, &mut bridge)
                 .await
                 .is_err()
         {
             bridge.abort();
         }
-        let mut status = match result {
+        let mut status = match settled {
             Ok(status) => status,
             Err(e) => {
                 self.set_migration(vmid, None);
@@ -238,19 +284,10 @@ impl Supervisor {
             }
         };
         // kiln-vmm only knows the bridge socket; the caller wants the node.
-        status.peer = format!("{target} ({})", request.target_api_url);
-        use kiln_node_client::wire::MigrationPhase;
+        status.peer = format!("{target} ({target_url})");
         match status.phase {
             MigrationPhase::Completed => {
-                let mut changed = match self.table().get(&vmid) {
-                    Some(slot) => slot.changed.subscribe(),
-                    None => return Ok(status),
-                };
-                if !self.wait_stopped(vmid, &mut changed, STOP_TIMEOUT).await {
-                    tracing::warn!(
-                        "VM {vmid}: migrated to {target}, but its kiln-vmm here has not ended yet"
-                    );
-                }
+                self.wait_gone(vmid, &target).await;
                 tracing::info!(
                     "VM {vmid} migrated to {target}: {} rounds, downtime {} us",
                     status.rounds.len(),
@@ -272,50 +309,100 @@ impl Supervisor {
         }
     }
 
+    /// Waits (bounded) until the kiln-vmm of a VM migrated to `target` has exited here.
+    async fn wait_gone(&self, vmid: u32, target: &NodeName) {
+        let mut changed = match self.table().get(&vmid) {
+            Some(slot) => slot.changed.subscribe(),
+            None => return,
+        };
+        if !self.wait_stopped(vmid, &mut changed, STOP_TIMEOUT).await {
+            tracing::warn!(
+                "VM {vmid}: migrated to {target}, but its kiln-vmm here has not ended yet"
+            );
+        }
+    }
+
     async fn run_migration(
         &self,
         vmid: u32,
-        dir: &VmDir,
+        socket: &Path,
         bridge_path: &Path,
         request: &MigrateSendRequest,
     ) -> Result<MigrationStatus, VmError> {
-        let socket = dir.socket();
-        let to = bridge_path.to_string_lossy().into_owned();
-        let (downtime_ms, bwlimit) = (request.downtime_ms, request.bwlimit_mib_s);
-        control::request(&socket, CONTROL_TIMEOUT, move |c| {
-            c.migrate_send(&to, downtime_ms, bwlimit)
-        })
-        .await
-        .map_err(|e| control_error(vmid, &e))?;
-        loop {
-            let status = control::request(&socket, MIGRATION_WAIT, |c| c.migrate_status(true))
-                .await
-                .map_err(|e| control_error(vmid, &e))?;
-            let status = to_wire(&status).map_err(|detail| VmError::Control { vmid, detail })?;
-            if status.phase.is_final() {
-                return Ok(status);
+        let send = kiln_vmm::protocol::Request::MigrateSend {
+            to: bridge_path.to_string_lossy().into_owned(),
+            downtime_ms: request.downtime_ms,
+            bwlimit_mib_s: request.bwlimit_mib_s,
+            await_commit: request.await_commit,
+            commit_timeout_ms: request.commit_timeout_ms,
+        };
+        control::request(socket, CONTROL_TIMEOUT, move |c| c.migrate_send_with(&send))
+            .await
+            .map_err(|e| control_error(vmid, &e))?;
+        wait_settled(vmid, socket, false).await
+    }
+
+    /// `migrate/commit`: lets an outgoing migration that waits for its commit finish;
+    /// answers once the VM runs on the target and its kiln-vmm here has exited.
+    pub async fn migrate_commit(&self, vmid: u32) -> Result<MigrationStatus, VmError> {
+        let (socket, target) = self.outgoing(vmid)?;
+        control::request(&socket, CONTROL_TIMEOUT, |c| c.migrate_commit())
+            .await
+            .map_err(|e| control_error(vmid, &e))?;
+        let mut status = wait_settled(vmid, &socket, true).await?;
+        status.peer = target.to_string();
+        match status.phase {
+            MigrationPhase::Completed => {
+                self.wait_gone(vmid, &target).await;
+                Ok(status)
             }
+            phase => Err(VmError::Migration {
+                status: 502,
+                message: format!(
+                    "the commit of VM {vmid}'s migration to node {target} did not complete ({}); it keeps running on node {}",
+                    status.error.clone().unwrap_or_else(|| format!("{phase:?}")),
+                    self.node()
+                ),
+            }),
+        }
+    }
+
+    /// `GET migrate`: the current or last migration of `vmid` here.
+    pub async fn migrate_status(&self, vmid: u32) -> Result<MigrationStatus, VmError> {
+        let socket = {
+            let table = self.table();
+            let slot = table.get(&vmid).ok_or_else(|| self.not_found(vmid))?;
+            slot.dir.socket()
+        };
+        let status = control::request(&socket, CONTROL_TIMEOUT, |c| c.migrate_status(false))
+            .await
+            .map_err(|e| control_error(vmid, &e))?;
+        to_wire(&status).map_err(|detail| VmError::Control { vmid, detail })
+    }
+
+    /// The control socket and target of `vmid`'s outgoing migration.
+    fn outgoing(&self, vmid: u32) -> Result<(std::path::PathBuf, NodeName), VmError> {
+        let table = self.table();
+        let slot = table.get(&vmid).ok_or_else(|| self.not_found(vmid))?;
+        match &slot.run {
+            Run::Running(live) => match &live.migration {
+                Some(Migrating::Outgoing(to)) => Ok((slot.dir.socket(), to.clone())),
+                _ => Err(VmError::WrongState(format!(
+                    "VM {vmid} is not being migrated away from node {}",
+                    self.node()
+                ))),
+            },
+            _ => Err(VmError::WrongState(format!(
+                "VM {vmid} is not being migrated away from node {}",
+                self.node()
+            ))),
         }
     }
 
     /// `migrate_cancel`: cancels the outgoing migration of `vmid` (not serialised with the
     /// migration itself, which holds the VM's action lock).
     pub async fn migrate_cancel(&self, vmid: u32) -> Result<MigrationStatus, VmError> {
-        let socket = {
-            let table = self.table();
-            let slot = table.get(&vmid).ok_or_else(|| self.not_found(vmid))?;
-            match &slot.run {
-                Run::Running(live) if matches!(live.migration, Some(Migrating::Outgoing(_))) => {
-                    slot.dir.socket()
-                }
-                _ => {
-                    return Err(VmError::WrongState(format!(
-                        "VM {vmid} is not being migrated away from node {}",
-                        self.node()
-                    )))
-                }
-            }
-        };
+        let (socket, _) = self.outgoing(vmid)?;
         let status = control::request(&socket, CONTROL_TIMEOUT, |c| c.migrate_cancel())
             .await
             .map_err(|e| control_error(vmid, &e))?;
@@ -359,6 +446,42 @@ fn prepare_incoming(dir: &VmDir, spec: &VmSpec) -> Result<(), VmError> {
         }
     }
     Ok(())
+}
+
+/// An outgoing migration's parts that outlive the `migrate/send` call.
+struct Outgoing {
+    vmid: u32,
+    target: NodeName,
+    target_url: String,
+    bridge: tokio::task::JoinHandle<()>,
+    bridge_path: std::path::PathBuf,
+    socket: std::path::PathBuf,
+}
+
+impl Outgoing {
+    fn peer(&self) -> String {
+        format!("{} ({})", self.target, self.target_url)
+    }
+}
+
+/// Follows kiln-vmm's migration until it ended, or (unless `final_only`) waits for its
+/// commit.
+async fn wait_settled(
+    vmid: u32,
+    socket: &Path,
+    final_only: bool,
+) -> Result<MigrationStatus, VmError> {
+    loop {
+        let status = control::request(socket, MIGRATION_WAIT, move |c| c.migrate_wait(final_only))
+            .await
+            .map_err(|e| control_error(vmid, &e))?;
+        let status = to_wire(&status).map_err(|detail| VmError::Control { vmid, detail })?;
+        if status.phase.is_final()
+            || (!final_only && status.phase == MigrationPhase::AwaitingCommit)
+        {
+            return Ok(status);
+        }
+    }
 }
 
 /// kiln-vmm's migration status as the wire type (same JSON).
