@@ -265,7 +265,7 @@ pub struct TokenCreated {
 }
 
 /// What a pool's VMs use (Kiln extension).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
 pub struct PoolUsage {
     /// VMs in the pool.
     pub vms: u32,
@@ -276,7 +276,7 @@ pub struct PoolUsage {
 }
 
 /// A pool's limits (Kiln extension); absent = no limit.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
 pub struct PoolQuota {
     /// Most VMs.
     #[serde(rename = "max-vms", default, skip_serializing_if = "Option::is_none")]

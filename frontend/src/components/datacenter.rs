@@ -5,6 +5,7 @@ use kiln_api_types::{ClusterResource, ClusterStatusEntry, NodeState};
 use leptos::prelude::*;
 
 use crate::api::Api;
+use crate::components::datacenter_view::{DatacenterTabs, DcTab};
 use crate::components::ha_status::HaStatusCard;
 use crate::components::join_dialog::JoinDialog;
 use crate::components::meter::Meter;
@@ -56,7 +57,10 @@ impl Totals {
 
 /// The datacenter summary.
 #[component]
-pub fn DatacenterSummary() -> impl IntoView {
+pub fn DatacenterSummary(
+    /// The Datacenter tab (the summary is one of them).
+    tab: RwSignal<DcTab>,
+) -> impl IntoView {
     let data = ClusterData::expect();
     let auth = Auth::expect();
     let api = Api::expect();
@@ -97,9 +101,7 @@ pub fn DatacenterSummary() -> impl IntoView {
 
     view! {
         <section class="summary" data-testid="datacenter-summary">
-            <div class="tabs" role="tablist">
-                <span class="tab active" role="tab" aria-selected="true">"Summary"</span>
-            </div>
+            <DatacenterTabs tab/>
             <div class="summary-head">
                 <h2 class="summary-title">
                     "Datacenter"

@@ -2,12 +2,15 @@
 
 pub mod banner;
 pub mod datacenter;
+pub mod datacenter_view;
 pub mod dialog;
 pub mod ha_status;
 pub mod join_dialog;
 pub mod meter;
 pub mod migrate_dialog;
 pub mod node_summary;
+pub mod permissions;
+pub mod pools;
 pub mod tasks;
 pub mod tree;
 pub mod vm_actions;

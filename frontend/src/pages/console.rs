@@ -4,7 +4,7 @@ use leptos::prelude::*;
 
 use crate::api::{Api, ApiError};
 use crate::components::banner::{Banner, ErrorBanner};
-use crate::components::datacenter::DatacenterSummary;
+use crate::components::datacenter_view::DatacenterView;
 use crate::components::node_summary::NodeSummary;
 use crate::components::tasks::{TaskPanel, TaskViewer};
 use crate::components::tree::{ResourceTree, Selection};
@@ -35,7 +35,7 @@ pub fn ConsolePage(
 
     let current = Memo::new(move |_| selection.get());
     let content = move || match current.get() {
-        Selection::Datacenter => view! { <DatacenterSummary/> }.into_any(),
+        Selection::Datacenter => view! { <DatacenterView/> }.into_any(),
         Selection::Node(node) => view! { <NodeSummary node/> }.into_any(),
         Selection::Vm(vmid) => view! { <VmView vmid selection/> }.into_any(),
     };

@@ -123,7 +123,7 @@ pub async fn migrate(
             &node,
             "qmigrate",
             &vm.vmid.to_string(),
-            &user.userid,
+            &user.auth_id(),
             guard,
             move |log| migrate::run(task_app, vm, plan, log),
         )

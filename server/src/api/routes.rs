@@ -319,7 +319,7 @@ pub fn routes() -> Vec<Route> {
         ),
         get(
             "/api2/json/nodes/{node}/qemu/{vmid}/migrate",
-            &perm!("/vms/{vmid}", &[VmAudit]),
+            &perm!("/vms/{vmid}", &[VmMigrate]),
             migrate::preconditions,
         ),
         post(

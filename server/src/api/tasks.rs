@@ -11,6 +11,7 @@ use crate::auth::{authorize, AuthUser, Privilege};
 use crate::db::{TaskFilter, TaskRecord};
 use crate::state::AppState;
 use crate::tasks::Upid;
+use kiln_api_types::access::NoParams;
 
 /// Convert a row to its API form (with the progress of a running task).
 pub fn summary(app: &AppState, t: TaskRecord) -> TaskSummary {
@@ -191,7 +192,9 @@ pub async fn stop(
     State(app): State<AppState>,
     _user: AuthUser,
     Path((node, upid)): Path<(String, String)>,
+    Query(_): Query<NoParams>,
 ) -> ApiResult<()> {
+    // The route checked: the caller's own task, or Sys.Modify on the node.
     let task = find_task(&app, &node, &upid).await?;
     if task.status != "running" {
         return Err(ApiError::Conflict(format!(
