@@ -199,6 +199,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     tokio::spawn(cluster::heartbeat::run(state.clone(), args.heartbeat()));
 
+    let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -207,25 +208,29 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "kiln-server listening on https://{addr} (cluster CA sha256 {})",
         hex::encode(state.ca.fingerprint())
     );
-    https::serve(listener, tls, app, shutdown_signal()).await;
+    https::serve(listener, tls, app, shutdown).await;
     tracing::info!("shutting down");
     state.db.pool().close().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot listen for SIGTERM: {e}");
-            let _ = ctrl_c.await;
-            return;
+/// Watches SIGINT and SIGTERM from now on — before the server listens, so a signal sent as
+/// soon as the port answers is not lost — and completes on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!("cannot watch SIGINT/SIGTERM ({e}); stop the server with SIGKILL");
+                std::future::pending::<()>().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
     }
 }
 
