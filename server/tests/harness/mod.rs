@@ -335,7 +335,7 @@ impl Cluster {
             .arg(&entry.1)
             .envs(vm_env())
             .stdout(Stdio::null())
-            .stderr(log_file(self.dir.path(), name))
+            .stderr(append_log(self.dir.path(), name))
             .spawn()
             .expect("spawn kiln-node");
         entry.0 = Some(Proc(child));
@@ -525,6 +525,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            dump_logs(self.dir.path());
+        }
         // VMs outlive their node agent by design: end every kiln-vmm this cluster started
         // (their command lines name sockets under the cluster's directory).
         let _ = Command::new("pkill")
@@ -532,6 +535,34 @@ impl Drop for Cluster {
             .arg("-f")
             .arg(self.dir.path())
             .status();
+    }
+}
+
+/// Print the end of every log of a failed test's cluster to stderr (CI keeps nothing else).
+fn dump_logs(dir: &Path) {
+    fn find(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.is_dir() && depth > 0 {
+                find(&path, depth - 1, out);
+            } else if path.extension().is_some_and(|e| e == "log") {
+                out.push(path);
+            }
+        }
+    }
+    let mut logs = Vec::new();
+    find(dir, 5, &mut logs);
+    logs.sort();
+    for path in logs {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(60)..];
+        eprintln!("----- {} (last {} lines) -----", path.display(), tail.len());
+        for line in tail {
+            eprintln!("{line}");
+        }
     }
 }
 
