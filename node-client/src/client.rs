@@ -438,10 +438,37 @@ impl NodeClient {
         self.decode(&bytes)
     }
 
-    /// `POST /v1/vms/{vmid}/migrate/commit`: finishes a migration that waits for its commit
-    /// (sent with `await_commit`); answers the final status once the target runs the VM.
+    /// `POST /v1/vms/{vmid}/migrate/handover` (source): the migration sent with
+    /// `await_commit` waits, paused, in `AwaitingCommit`; from this call on the source never
+    /// resumes the VM by itself (`HandedOver`), so the cluster may record the new owner.
+    pub async fn migrate_handover(&self, vmid: u32) -> Result<MigrationStatus, NodeClientError> {
+        self.migrate_action(vmid, "handover").await
+    }
+
+    /// `POST /v1/vms/{vmid}/migrate/commit` (target): runs the VM that waits here, paused,
+    /// for its commit; answers once it runs.
     pub async fn migrate_commit(&self, vmid: u32) -> Result<MigrationStatus, NodeClientError> {
-        let path = format!("v1/vms/{vmid}/migrate/commit");
+        self.migrate_action(vmid, "commit").await
+    }
+
+    /// `POST /v1/vms/{vmid}/migrate/finish` (source, handed over): the target runs the VM;
+    /// answers the migration's final status (rounds, downtime) once the copy here ended.
+    pub async fn migrate_finish(&self, vmid: u32) -> Result<MigrationStatus, NodeClientError> {
+        self.migrate_action(vmid, "finish").await
+    }
+
+    /// `POST /v1/vms/{vmid}/migrate/takeback` (source, handed over): the target never ran
+    /// the VM and no longer has it; resume it here.
+    pub async fn migrate_takeback(&self, vmid: u32) -> Result<MigrationStatus, NodeClientError> {
+        self.migrate_action(vmid, "takeback").await
+    }
+
+    async fn migrate_action(
+        &self,
+        vmid: u32,
+        action: &str,
+    ) -> Result<MigrationStatus, NodeClientError> {
+        let path = format!("v1/vms/{vmid}/migrate/{action}");
         let bytes = self
             .call(Method::POST, &path, None::<&()>, self.action_timeout())
             .await?;
@@ -457,14 +484,11 @@ impl NodeClient {
         self.decode(&bytes)
     }
 
-    /// `POST /v1/vms/{vmid}/migrate/cancel`: cancels an outgoing migration; the VM keeps
-    /// running on this node.
+    /// `POST /v1/vms/{vmid}/migrate/cancel`: cancels an outgoing migration before its
+    /// handover (the VM keeps running on this node), or discards an incoming VM that waits
+    /// for its commit here.
     pub async fn migrate_cancel(&self, vmid: u32) -> Result<MigrationStatus, NodeClientError> {
-        let path = format!("v1/vms/{vmid}/migrate/cancel");
-        let bytes = self
-            .call(Method::POST, &path, None::<&()>, self.timeout)
-            .await?;
-        self.decode(&bytes)
+        self.migrate_action(vmid, "cancel").await
     }
 
     /// `POST /v1/vms/{vmid}/migrate/receive` with `spec`, upgraded to the raw migration stream

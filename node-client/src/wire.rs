@@ -201,6 +201,23 @@ pub struct VmRuntime {
     /// elsewhere, so the node never starts it again by itself.
     #[serde(default)]
     pub fenced: bool,
+    /// Where this copy stands in a live migration's handover, if it waits at one: what the
+    /// server needs to settle a handover it could not finish.
+    #[serde(default)]
+    pub handover: Option<Handover>,
+}
+
+/// A VM copy waiting at a handover point of a live migration (see [`VmRuntime::handover`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Handover {
+    /// Source, paused: the target has all state; waiting for `migrate/handover` (resumes
+    /// here by itself after its commit timeout).
+    AwaitingHandover,
+    /// Source, paused, handed over: waits for `migrate/finish` or `migrate/takeback`.
+    HandedOver,
+    /// Target, paused, with the whole VM: waits for `migrate/commit` or `migrate/cancel`.
+    AwaitingCommit,
 }
 
 /// An image in a node's image store (`GET /v1/images`).
@@ -289,9 +306,13 @@ pub enum MigrationPhase {
     DirtyRounds,
     /// vCPUs paused: last pages and machine state.
     StopAndCopy,
-    /// Target has all state and the VM is paused on the source, waiting for the cluster to
-    /// record the new owner and say `migrate/commit`.
+    /// Source: the target has all state and the VM is paused here, waiting for
+    /// `migrate/handover` (it resumes here by itself after its commit timeout). Target: it
+    /// has the whole VM, paused, waiting for `migrate/commit`.
     AwaitingCommit,
+    /// Source: handed over to the cluster's decision; paused until `migrate/finish` or
+    /// `migrate/takeback`, never resumed by itself.
+    HandedOver,
     /// Target has all state; sending the commit.
     Committing,
     /// The VM runs on the target.

@@ -10,6 +10,7 @@ mod auth;
 mod cluster;
 mod config;
 mod db;
+mod failpoint;
 mod ha;
 mod https;
 mod pki;

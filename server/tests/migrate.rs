@@ -15,7 +15,20 @@ use serde_json::Value;
 const LONG: Duration = Duration::from_secs(30);
 
 async fn three_nodes() -> (Cluster, Api) {
-    let c = Cluster::start(ServerOptions::default()).await;
+    three_nodes_with(ServerOptions::default()).await
+}
+
+/// A cluster whose server pauses 4 s at a failpoint of the handover (server/src/failpoint.rs).
+async fn pausing_at(point: &str) -> (Cluster, Api) {
+    three_nodes_with(ServerOptions {
+        pause: Some(format!("{point}=4000")),
+        ..ServerOptions::default()
+    })
+    .await
+}
+
+async fn three_nodes_with(opts: ServerOptions) -> (Cluster, Api) {
+    let c = Cluster::start(opts).await;
     for n in ["n1", "n2", "n3"] {
         c.add_node(n).await;
     }
@@ -114,6 +127,18 @@ async fn nodes_running(c: &Cluster, vmid: u32) -> Vec<String> {
     let mut on = Vec::new();
     for n in ["n1", "n2", "n3"] {
         if c.node_reports_running(n, vmid).await {
+            on.push(n.to_owned());
+        }
+    }
+    on
+}
+
+/// Which nodes' kiln-vmm of `vmid` runs the guest (a paused copy waiting at a handover does
+/// not): never more than one, whatever fails.
+async fn nodes_running_the_guest(c: &Cluster, vmid: u32) -> Vec<String> {
+    let mut on = Vec::new();
+    for n in ["n1", "n2", "n3"] {
+        if c.vmm_runs_guest(n, vmid).await {
             on.push(n.to_owned());
         }
     }
@@ -300,18 +325,18 @@ async fn source_agent_killed_at_the_handover_leaves_exactly_one_copy_and_the_rec
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let on = nodes_running(&c, 100).await;
+        let running = nodes_running_the_guest(&c, 100).await;
         let recorded = resource(&api, 100).await;
         if on.len() == 1 && recorded["node"] == on[0] && recorded["status"] == "running" {
             break;
         }
-        assert!(on.len() <= 1, "two copies: {on:?}");
+        assert!(running.len() <= 1, "two running copies: {running:?}");
         assert!(
             Instant::now() < deadline,
             "task {exit}: running on {on:?}, recorded {recorded}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("TEMP dump");
 }
 
 #[tokio::test]
@@ -338,4 +363,85 @@ async fn a_stopped_vm_moves_its_configuration_and_starts_on_the_target() {
     api.task_ok("n3", "/api2/json/nodes/n3/qemu/100/status/start", "{}")
         .await;
     api.wait_vm("n3", 100, "running", LONG).await;
+}
+
+/// Exactly one kiln-vmm of `vmid` left (on `node`), the record names `node`, the VM runs, and
+/// its memory is what the guest wrote before the migration.
+async fn settles_on(c: &Cluster, api: &Api, vmid: u32, node: &str) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let on = nodes_running(c, vmid).await;
+        let running = nodes_running_the_guest(c, vmid).await;
+        assert!(running.len() <= 1, "two running copies: {running:?}");
+        let recorded = resource(api, vmid).await;
+        if on == [node] && recorded["node"] == node && recorded["status"] == "running" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kiln-vmm on {on:?}, recorded {recorded}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = c.guest_command(node, vmid, "mem verify").await;
+    assert!(out.contains("verify ok"), "{out}");
+}
+
+#[tokio::test]
+async fn a_target_agent_killed_after_the_record_gets_its_commit_when_it_returns() {
+    let (c, api) = pausing_at("migrate.recorded").await;
+    running_vm(&api, "n1", 100, 128).await;
+    c.guest_command("n1", 100, "mem fill 64 3").await;
+    let upid = start_migration(&api, "n1", 100, r#"{"target": "n2"}"#).await;
+    wait_log_line(&api, "n1", &upid, "recording node n2 as its owner").await;
+    c.kill_node("n2");
+    let exit = api.wait_task("n1", &upid, LONG).await;
+    assert!(exit.contains("settles the handover"), "{exit}");
+    // Recorded on n2, which is away: both copies wait, paused; none runs.
+    assert_eq!(resource(&api, 100).await["node"], "n2");
+    assert_eq!(
+        c.vmm_migration_phase("n1", 100).await.as_deref(),
+        Some("HandedOver")
+    );
+    assert_eq!(
+        c.vmm_migration_phase("n2", 100).await.as_deref(),
+        Some("AwaitingCommit")
+    );
+    c.restart_node("n2");
+    api.wait_for_nodes_online(&["n2"], LONG).await;
+    settles_on(&c, &api, 100, "n2").await;
+}
+
+#[tokio::test]
+async fn a_server_killed_before_the_record_gives_the_vm_back_to_the_source() {
+    let (c, api) = pausing_at("migrate.handed_over").await;
+    running_vm(&api, "n1", 100, 128).await;
+    c.guest_command("n1", 100, "mem fill 64 4").await;
+    start_migration(&api, "n1", 100, r#"{"target": "n2"}"#).await;
+    let deadline = Instant::now() + LONG;
+    while c.vmm_migration_phase("n1", 100).await.as_deref() != Some("HandedOver") {
+        assert!(Instant::now() < deadline, "never handed over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.kill_server();
+    c.restart_server().await;
+    let api = c.login().await;
+    settles_on(&c, &api, 100, "n1").await;
+}
+
+#[tokio::test]
+async fn a_server_killed_after_the_record_commits_the_target_when_it_returns() {
+    let (c, api) = pausing_at("migrate.recorded").await;
+    running_vm(&api, "n1", 100, 128).await;
+    c.guest_command("n1", 100, "mem fill 64 5").await;
+    start_migration(&api, "n1", 100, r#"{"target": "n2"}"#).await;
+    let deadline = Instant::now() + LONG;
+    while resource(&api, 100).await["node"] != "n2" {
+        assert!(Instant::now() < deadline, "never recorded on n2");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.kill_server();
+    c.restart_server().await;
+    let api = c.login().await;
+    settles_on(&c, &api, 100, "n2").await;
 }

@@ -346,8 +346,24 @@ fn send_awaiting_commit(source: &TestVm, to: &str, commit_timeout_ms: u64) -> Mi
     control.migrate_status(true).expect("migrate_status wait")
 }
 
+fn wait_state(vm: &TestVm, state: VmState, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vm.control().status().expect("status").state != state {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn verify_on(target: &TestVm) {
+    let mut on_target = target.attach_console();
+    on_target.send_line("");
+    on_target.expect(PROMPT, Duration::from_secs(20));
+    let verify = on_target.run("mem verify").join("\n");
+    assert!(verify.contains("verify ok"), "{verify:?}");
+}
+
 #[test]
-fn awaiting_commit_holds_the_paused_vm_until_the_commit_then_the_target_runs_it() {
+fn a_handed_over_vm_runs_on_the_target_only_once_the_target_is_committed() {
     let _one = serial();
     let source = TestVm::start(1, 128);
     let mut console = source.console();
@@ -357,36 +373,47 @@ fn awaiting_commit_holds_the_paused_vm_until_the_commit_then_the_target_runs_it(
     assert_eq!(waiting.phase, MigrationPhase::AwaitingCommit, "{waiting:?}");
     let mut control = source.control();
     assert_eq!(control.status().expect("status").state, VmState::Paused);
-    // Neither side runs the VM while the cluster records the new owner.
+    // The commit belongs to the target, the handover to the source.
+    assert!(control.migrate_commit().is_err());
+    let handed = control.migrate_handover().expect("migrate_handover");
+    assert_eq!(handed.phase, MigrationPhase::HandedOver, "{handed:?}");
+    // Neither side runs the VM while the cluster records the new owner; nobody may resume
+    // either copy by hand meanwhile.
     std::thread::sleep(Duration::from_millis(300));
+    let mut target_control = target.vm.control();
     assert_eq!(
-        target.vm.control().status().expect("target").state,
+        target_control.status().expect("target").state,
         VmState::Paused
     );
-    let committing = control.migrate_commit().expect("migrate_commit");
-    assert!(!committing.phase.is_final(), "{committing:?}");
-    let done = control
-        .migrate_wait(true)
-        .or_else(|_| Ok::<_, ()>(committing.clone()))
-        .expect("wait");
-    // The source may exit before it answers; the target is what counts.
-    if done.phase.is_final() {
+    assert_eq!(
+        target_control.migrate_status(false).expect("target").phase,
+        MigrationPhase::AwaitingCommit
+    );
+    assert!(
+        target_control.resume().is_err(),
+        "a waiting target resumed by hand"
+    );
+    assert!(
+        control.resume().is_err(),
+        "a handed-over source resumed by hand"
+    );
+    assert!(
+        control.migrate_cancel().is_err(),
+        "a handover was cancelled"
+    );
+    target_control.migrate_commit().expect("migrate_commit");
+    wait_state(&target.vm, VmState::Running, "the target never resumed");
+    // The source hears the target's Resumed frame and ends by itself.
+    let done = control.migrate_wait(true);
+    if let Ok(done) = done {
         assert_eq!(done.phase, MigrationPhase::Completed, "{done:?}");
+        assert!(done.downtime_us.is_some(), "{done:?}");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while target.vm.control().status().expect("target").state != VmState::Running {
-        assert!(Instant::now() < deadline, "the target never resumed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut on_target = target.vm.attach_console();
-    on_target.send_line("");
-    on_target.expect(PROMPT, Duration::from_secs(20));
-    let verify = on_target.run("mem verify").join("\n");
-    assert!(verify.contains("verify ok"), "{verify:?}");
+    verify_on(&target.vm);
 }
 
 #[test]
-fn a_commit_that_never_comes_resumes_the_vm_on_the_source() {
+fn a_handover_that_never_comes_resumes_the_vm_on_the_source() {
     let _one = serial();
     let source = TestVm::start(1, 128);
     let mut console = source.console();
@@ -400,15 +427,74 @@ fn a_commit_that_never_comes_resumes_the_vm_on_the_source() {
         ended
             .error
             .as_ref()
-            .is_some_and(|e| e.contains("no commit")),
+            .is_some_and(|e| e.contains("no handover")),
         "{ended:?}"
     );
-    // A late commit is refused, the VM runs here and the target has discarded it.
-    assert!(control.migrate_commit().is_err());
+    // A late handover is refused, the VM runs here and the target has discarded it.
+    assert!(control.migrate_handover().is_err());
     assert_eq!(control.status().expect("status").state, VmState::Running);
     assert_eq!(console.run("echo alive"), vec!["alive".to_string()]);
     let exit = target.vm.wait_exit(Duration::from_secs(10));
     assert_eq!(exit.code(), Some(1), "target: {}", target.vm.stderr());
+}
+
+#[test]
+fn a_handed_over_vm_whose_target_died_is_taken_back_and_runs_on() {
+    let _one = serial();
+    let source = TestVm::start(1, 128);
+    let mut console = source.console();
+    console.run("mem fill 32 5");
+    let mut target = start_target(128);
+    send_awaiting_commit(&source, &target.listen, 30_000);
+    let mut control = source.control();
+    control.migrate_handover().expect("handover");
+    target.vm.child.kill().expect("kill the target");
+    target.vm.wait_exit(Duration::from_secs(10));
+    // Handed over, the source never resumes by itself, even with its target gone.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(control.status().expect("status").state, VmState::Paused);
+    assert_eq!(
+        control.migrate_status(false).expect("status").phase,
+        MigrationPhase::HandedOver
+    );
+    control.migrate_takeback().expect("takeback");
+    let ended = control.migrate_wait(true).expect("wait");
+    assert_eq!(ended.phase, MigrationPhase::Failed, "{ended:?}");
+    assert!(
+        ended
+            .error
+            .as_ref()
+            .is_some_and(|e| e.contains("taken back")),
+        "{ended:?}"
+    );
+    assert_eq!(control.status().expect("status").state, VmState::Running);
+    let verify = console.run("mem verify").join("\n");
+    assert!(verify.contains("verify ok"), "{verify:?}");
+}
+
+#[test]
+fn a_target_whose_stream_broke_after_the_handover_still_takes_the_commit() {
+    let _one = serial();
+    let mut source = TestVm::start(1, 128);
+    let mut console = source.console();
+    console.run("mem fill 32 6");
+    let target = start_target(128);
+    send_awaiting_commit(&source, &target.listen, 30_000);
+    source.control().migrate_handover().expect("handover");
+    // The commit never travels the stream (here: the source dies with it).
+    source.child.kill().expect("kill the source");
+    source.wait_exit(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut target_control = target.vm.control();
+    assert_eq!(
+        target_control.migrate_status(false).expect("target").phase,
+        MigrationPhase::AwaitingCommit
+    );
+    target_control
+        .migrate_commit()
+        .expect("commit through the control socket");
+    wait_state(&target.vm, VmState::Running, "the target never resumed");
+    verify_on(&target.vm);
 }
 
 #[test]

@@ -8,9 +8,15 @@
 //!   target node and answers the final [`MigrationStatus`].
 //!   With `await_commit` it answers as soon as the target has the whole VM (phase
 //!   `awaiting_commit`, the VM paused here), so the server can record the new owner first.
-//! - `POST …/migrate/commit` (source): finishes such a migration; answers once the target
-//!   runs the VM and it has stopped here.
-//! - `POST …/migrate/cancel` (source): cancels an outgoing migration.
+//!   The handover then goes (the server drives it, see the server's `vms::migrate`):
+//! - `POST …/migrate/handover` (source): the paused VM is handed over; kiln-vmm no longer
+//!   resumes it by itself (`handed_over`). The server records the new owner after this.
+//! - `POST …/migrate/commit` (target): runs the VM waiting here; answers once it runs.
+//! - `POST …/migrate/finish` (source): the copy here ends; answers the final status.
+//! - `POST …/migrate/takeback` (source): the target lost the VM before running it; it
+//!   resumes here.
+//! - `POST …/migrate/cancel`: cancels an outgoing migration before its handover, or
+//!   discards an incoming VM waiting for its commit.
 //! - `GET …/migrate`: the current or last migration's status (rounds, bytes, phase).
 
 use axum::body::Body;
@@ -126,12 +132,36 @@ pub async fn cancel(
     Ok(Json(state.vms.migrate_cancel(vmid(&raw)?).await?))
 }
 
-/// `POST /v1/vms/{vmid}/migrate/commit`.
+/// `POST /v1/vms/{vmid}/migrate/handover` (source).
+pub async fn handover(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<MigrationStatus>, ApiError> {
+    Ok(Json(state.vms.migrate_handover(vmid(&raw)?).await?))
+}
+
+/// `POST /v1/vms/{vmid}/migrate/commit` (target).
 pub async fn commit(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> Result<Json<MigrationStatus>, ApiError> {
     Ok(Json(state.vms.migrate_commit(vmid(&raw)?).await?))
+}
+
+/// `POST /v1/vms/{vmid}/migrate/finish` (source).
+pub async fn finish(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<MigrationStatus>, ApiError> {
+    Ok(Json(state.vms.migrate_finish(vmid(&raw)?).await?))
+}
+
+/// `POST /v1/vms/{vmid}/migrate/takeback` (source).
+pub async fn takeback(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<MigrationStatus>, ApiError> {
+    Ok(Json(state.vms.migrate_takeback(vmid(&raw)?).await?))
 }
 
 /// `GET /v1/vms/{vmid}/migrate`.

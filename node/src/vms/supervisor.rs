@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use kiln_node_client::wire::{ImageInfo, VmPowerState, VmRuntime, VmSpec};
+use kiln_node_client::wire::{Handover, ImageInfo, VmPowerState, VmRuntime, VmSpec};
 use kiln_node_client::NodeName;
 use kiln_vmm::control::client::ClientError;
 use kiln_vmm::protocol::{VmState, VmStats, VmStatus};
@@ -116,6 +116,8 @@ struct Live {
     requested: Option<Requested>,
     /// A live migration of this VM under way, if any.
     migration: Option<Migrating>,
+    /// The handover point this copy waits at, as kiln-vmm last reported it.
+    handover: Option<Handover>,
 }
 
 /// Which way a VM is being live-migrated.
@@ -192,6 +194,7 @@ impl Supervisor {
                     power: power_of(status.state),
                     requested: None,
                     migration: None,
+                    handover: None,
                 };
                 tokio::spawn(watch_adopted(self.clone(), vmid, process));
                 (Run::Running(live), usage)
@@ -472,6 +475,7 @@ impl Supervisor {
                     power: power_of(status.state),
                     requested: None,
                     migration: None,
+                    handover: None,
                 };
                 self.update(vmid, |slot| {
                     slot.run = Run::Running(live);
@@ -749,11 +753,12 @@ impl Supervisor {
             .await
             .ok()
             .flatten();
-        if migration == Some(Migrating::Incoming)
-            && logged
-                .as_deref()
-                .is_none_or(|l| l.starts_with(INCOMING_FAILED))
-        {
+        let failed_incoming = logged
+            .as_deref()
+            .is_some_and(|l| l.starts_with(INCOMING_FAILED));
+        // (An incoming VM adopted after an agent restart has no migration mark, but its log
+        // says what it was.)
+        if failed_incoming || (migration == Some(Migrating::Incoming) && logged.is_none()) {
             // The VM never ran here: it still belongs to the source. Forget it.
             tracing::info!(
                 "VM {vmid}: incoming migration ended without a commit ({}); forgetting it",
@@ -848,6 +853,7 @@ impl Supervisor {
         if live.power == VmPowerState::Running && live.migration == Some(Migrating::Incoming) {
             live.migration = None;
         }
+        live.handover = stats.migration.as_deref().and_then(handover_of);
         let cpu_ns: u64 = stats.vcpus.iter().map(|v| v.cpu_time_ns).sum();
         let usage = &mut slot.usage;
         if let (Some(previous), true) = (usage.sampled_at, usage.cpu_ns > 0) {
@@ -896,6 +902,21 @@ fn runtime(vmid: u32, slot: &Slot) -> VmRuntime {
         stop_reason,
         crashed,
         ha: spec.ha,
+        handover: match &slot.run {
+            Run::Running(live) => live.handover,
+            _ => None,
+        },
+    }
+}
+
+/// The handover point a copy waits at, from kiln-vmm's migration status.
+fn handover_of(m: &kiln_vmm::protocol::MigrationStatus) -> Option<Handover> {
+    use kiln_vmm::protocol::{MigrationPhase as P, MigrationRole as R};
+    match (m.role, m.phase) {
+        (R::Outgoing, P::AwaitingCommit) => Some(Handover::AwaitingHandover),
+        (R::Outgoing, P::HandedOver) => Some(Handover::HandedOver),
+        (R::Incoming, P::AwaitingCommit) => Some(Handover::AwaitingCommit),
+        _ => None,
     }
 }
 

@@ -220,6 +220,28 @@ impl NodeRegistry {
             .collect()
     }
 
+    /// What every known node reports of VM `vmid`: `None` for a node that is not online
+    /// (nothing known), `Some(None)` for an online node without it.
+    pub fn reports_of(&self, vmid: u32) -> Vec<(String, Option<Option<VmRuntime>>)> {
+        let timeout = self.timeout();
+        let mut out: Vec<_> = self
+            .nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(name, rt)| {
+                let report = (rt.state(timeout) == NodeState::Online).then(|| {
+                    rt.facts
+                        .as_ref()
+                        .and_then(|f| f.vms.iter().find(|v| v.vmid == vmid).cloned())
+                });
+                (name.clone(), report)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// A copy of one node's runtime state.
     pub fn get(&self, node: &str) -> NodeRuntime {
         self.nodes

@@ -113,7 +113,7 @@ pub fn candidates(
     (allowed, not_allowed)
 }
 
-async fn client(app: &AppState, node: &str) -> Result<(NodeClient, String), String> {
+pub(crate) async fn client(app: &AppState, node: &str) -> Result<(NodeClient, String), String> {
     let rec = app
         .db
         .node(node)
@@ -218,7 +218,7 @@ fn fraction(s: &MigrationStatus) -> f64 {
         MigrationPhase::FullPass => 0.85 * (s.bytes_transferred as f64 / memory).min(1.0),
         MigrationPhase::DirtyRounds => 0.9,
         MigrationPhase::StopAndCopy | MigrationPhase::AwaitingCommit => 0.95,
-        MigrationPhase::Committing => 0.98,
+        MigrationPhase::HandedOver | MigrationPhase::Committing => 0.98,
         MigrationPhase::Completed => 1.0,
         MigrationPhase::Failed | MigrationPhase::Cancelled => 0.0,
     }
@@ -308,8 +308,11 @@ async fn online(
     handover(app, vm, plan, &source, log).await
 }
 
-/// The target has the whole VM and the source holds it paused: record the new owner, then
-/// let the source commit.
+/// The target has the whole VM and the source holds it paused. The handover, in the order
+/// that keeps exactly one runnable copy: the source hands the VM over (it will not resume it
+/// by itself any more) → the server records the target as the owner → the target runs it →
+/// the source's copy ends. Whatever breaks in between, `vms::handover` settles from the
+/// record: before it, the VM goes back to the source; after it, it belongs to the target.
 async fn handover(
     app: &AppState,
     vm: &VmRecord,
@@ -317,27 +320,45 @@ async fn handover(
     source: &NodeClient,
     log: &TaskLogger,
 ) -> Result<(), String> {
+    let (target, _) = client(app, &plan.target).await?;
+    if let Err(e) = source.migrate_handover(vm.vmid).await {
+        // Not handed over (its commit timeout or a cancel came first, or its agent is
+        // gone): the VM is still the source's. The target's copy can never run.
+        let _ = target.migrate_cancel(vm.vmid).await;
+        return Err(format!(
+            "node {} did not hand VM {} over ({e}); the VM stays on node {}",
+            vm.node, vm.vmid, vm.node
+        ));
+    }
+    crate::failpoint::pause(crate::failpoint::MIGRATE_HANDED_OVER).await;
     log.log(format!(
-        "node {} has the whole VM, paused on node {}: recording node {} as its owner",
+        "node {} has the whole VM, handed over by node {}: recording node {} as its owner",
         plan.target, vm.node, plan.target
     ))
     .await;
     if let Err(e) = app.db.set_vm_node(vm.vmid, &plan.target).await {
-        let _ = source.migrate_cancel(vm.vmid).await;
+        let _ = target.migrate_cancel(vm.vmid).await;
+        let _ = source.migrate_takeback(vm.vmid).await;
         return Err(format!(
-            "cannot record the new owner ({e}); the migration was cancelled and VM {} keeps running on node {}",
+            "cannot record the new owner ({e}); the migration was undone and VM {} keeps running on node {}",
             vm.vmid, vm.node
         ));
     }
     app.changes.notify();
-    match source.migrate_commit(vm.vmid).await {
+    crate::failpoint::pause(crate::failpoint::MIGRATE_RECORDED).await;
+    if let Err(e) = target.migrate_commit(vm.vmid).await {
+        return Err(format!(
+            "VM {} is recorded on node {}, but starting it there failed ({e}); the cluster settles the handover: it runs on node {} once committed there, or goes back to node {} if that node lost it",
+            vm.vmid, plan.target, plan.target, vm.node
+        ));
+    }
+    if let Ok(rt) = target.vm(vm.vmid).await {
+        app.nodes.record_vm(&plan.target, vm.vmid, Some(rt));
+    }
+    app.changes.notify();
+    match source.migrate_finish(vm.vmid).await {
         Ok(done) => {
             app.nodes.record_vm(&vm.node, vm.vmid, None);
-            if let Ok((target, _)) = client(app, &plan.target).await {
-                if let Ok(rt) = target.vm(vm.vmid).await {
-                    app.nodes.record_vm(&plan.target, vm.vmid, Some(rt));
-                }
-            }
             app.changes.notify();
             log.log(format!(
                 "migration finished: downtime {:.1} ms (target restore {:.1} ms), total {} ms, {:.1} MiB sent = {:.2} x guest memory, {} rounds",
@@ -361,51 +382,15 @@ async fn handover(
                 .await;
             Ok(())
         }
-        Err(e) => settle_failed_commit(app, vm, plan, source, log, e.to_string()).await,
-    }
-}
-
-/// The commit call failed: find out where the VM runs and make the record say so.
-async fn settle_failed_commit(
-    app: &AppState,
-    vm: &VmRecord,
-    plan: &MigrationPlan,
-    source: &NodeClient,
-    log: &TaskLogger,
-    error: String,
-) -> Result<(), String> {
-    log.log(format!("the commit failed: {error}")).await;
-    match source.migrate_status(vm.vmid).await {
-        Ok(s) if matches!(s.phase, MigrationPhase::Failed | MigrationPhase::Cancelled) => {
-            // The source never sent the commit: the VM runs there again.
-            if let Err(e) = app.db.set_vm_node(vm.vmid, &vm.node).await {
-                log.log(format!("cannot restore the owner record: {e}"))
-                    .await;
-            }
-            app.changes.notify();
-            Err(format!(
-                "the migration did not complete ({}); VM {} keeps running on node {}",
-                s.error.unwrap_or_else(|| format!("{:?}", s.phase)),
-                vm.vmid,
+        Err(e) => {
+            log.log(format!(
+                "warning: node {} did not confirm that its paused copy ended ({e}); the cluster ends it once it can",
                 vm.node
             ))
-        }
-        Ok(s) if s.phase == MigrationPhase::Completed => {
+            .await;
             log.log(format!("VM {} now runs on node {}", vm.vmid, plan.target))
                 .await;
             Ok(())
-        }
-        other => {
-            // Unreachable or undecided: the record names the target. If the source resumed
-            // the VM after its commit timeout instead, the reconcile loop adopts it there.
-            let detail = match other {
-                Ok(s) => format!("phase {:?}", s.phase),
-                Err(e) => e.to_string(),
-            };
-            Err(format!(
-                "the outcome of the commit is unknown ({detail}); VM {} is recorded on node {} and the cluster follows wherever it runs",
-                vm.vmid, plan.target
-            ))
         }
     }
 }

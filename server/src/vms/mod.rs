@@ -1,6 +1,7 @@
 //! Virtual machines: validation, per-VM operation locks, the observed state of a VM, placement,
 //! the lifecycle operations (as tasks) and the reconcile loop.
 
+pub mod handover;
 pub mod lifecycle;
 pub mod migrate;
 pub mod placement;

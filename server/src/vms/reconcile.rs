@@ -52,6 +52,10 @@ pub async fn run_once(app: &AppState) {
         }
     };
     for mut vm in vms {
+        // A handover its migration task could not finish comes first (and alone).
+        if app.vm_locks.holder(vm.vmid).is_none() && super::handover::run_once(app, &mut vm).await {
+            continue;
+        }
         let mut seen = observe(app, &vm);
         if !seen.is_active() && app.vm_locks.holder(vm.vmid).is_none() {
             if let Some(node) = stray_node(app, &vm) {
@@ -118,12 +122,19 @@ pub async fn run_once(app: &AppState) {
     }
 }
 
-/// The one other online node that runs `vm` while its own node does not, if any. A
-/// migration whose commit outcome the server could not learn ends like this when the source
-/// resumed the VM after all.
+/// The one other online node that runs `vm` while its own node does not, if any (a copy
+/// waiting at a handover point is `vms::handover`'s business, not a stray).
 fn stray_node(app: &AppState, vm: &crate::db::VmRecord) -> Option<String> {
-    let mut running_on = app.nodes.online_nodes_running(vm.vmid);
-    running_on.retain(|n| *n != vm.node);
+    let mut running_on: Vec<String> = app
+        .nodes
+        .reports_of(vm.vmid)
+        .into_iter()
+        .filter_map(|(node, report)| {
+            let rt = report.flatten()?;
+            (node != vm.node && rt.state != VmPowerState::Stopped && rt.handover.is_none())
+                .then_some(node)
+        })
+        .collect();
     match running_on.len() {
         1 => running_on.pop(),
         0 => None,

@@ -28,6 +28,8 @@ pub struct ServerOptions {
     pub ha_lease_margin_ms: u64,
     /// Heartbeat period.
     pub heartbeat_ms: u64,
+    /// `KILN_TEST_PAUSE` for the server (see server/src/failpoint.rs).
+    pub pause: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -41,6 +43,7 @@ impl Default for ServerOptions {
             ha_lease_secs: 3,
             ha_lease_margin_ms: 500,
             heartbeat_ms: 300,
+            pause: None,
         }
     }
 }
@@ -118,6 +121,7 @@ fn spawn_server(dir: &Path, port: u16, opts: &ServerOptions) -> Proc {
         .args(["--ha-lease-secs", &opts.ha_lease_secs.to_string()])
         .args(["--ha-lease-margin-ms", &opts.ha_lease_margin_ms.to_string()])
         .env("KILN_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .envs(opts.pause.iter().map(|p| ("KILN_TEST_PAUSE", p)))
         .stdout(log_file(dir, "server-out"))
         .stderr(append_log(dir, "server"))
         .spawn()
@@ -379,6 +383,36 @@ impl Cluster {
 
     /// Type `command` on the test guest's console of VM `vmid` on node `name` (through the
     /// VM's control socket) and return what it printed before the next prompt.
+    /// Whether the kiln-vmm of VM `vmid` on node `name` runs its vCPUs (not paused, not
+    /// stopped), asked of it directly.
+    pub async fn vmm_runs_guest(&self, name: &str, vmid: u32) -> bool {
+        let socket = self.vm_dir(name, vmid).join("control.sock");
+        tokio::task::spawn_blocking(move || {
+            let mut client = kiln_vmm::control::client::ControlClient::connect(&socket).ok()?;
+            client.set_timeout(Some(Duration::from_secs(5))).ok()?;
+            Some(client.status().ok()?.state == kiln_vmm::protocol::VmState::Running)
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+    }
+
+    /// The phase of VM `vmid`'s current or last migration on node `name`, asked of its
+    /// kiln-vmm directly (`None`: no kiln-vmm or no migration).
+    pub async fn vmm_migration_phase(&self, name: &str, vmid: u32) -> Option<String> {
+        let socket = self.vm_dir(name, vmid).join("control.sock");
+        tokio::task::spawn_blocking(move || {
+            let mut client = kiln_vmm::control::client::ControlClient::connect(&socket).ok()?;
+            client.set_timeout(Some(Duration::from_secs(5))).ok()?;
+            let status = client.migrate_status(false).ok()?;
+            Some(format!("{:?}", status.phase))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     pub async fn guest_command(&self, name: &str, vmid: u32, command: &str) -> String {
         use std::io::{Read, Write};
         let socket = self.vm_dir(name, vmid).join("control.sock");
@@ -389,21 +423,40 @@ impl Cluster {
             client
                 .set_timeout(Some(Duration::from_secs(10)))
                 .expect("timeout");
-            let mut console = client.attach_console(false).expect("console");
+            // With the scroll-back: a guest still booting has not shown its prompt yet, and
+            // what is typed before it reads its serial port is lost. A migrated guest has no
+            // scroll-back here: an empty line brings up its prompt.
+            let mut console = client.attach_console(true).expect("console");
             console
                 .set_read_timeout(Some(Duration::from_millis(200)))
                 .expect("timeout");
-            console
-                .write_all(format!("{command}\r").as_bytes())
-                .expect("type");
             let deadline = Instant::now() + Duration::from_secs(120);
             let mut seen = Vec::new();
             let mut buf = [0u8; 4096];
+            let mut typed_at = None;
+            let mut nudged = Instant::now();
             loop {
                 let text = String::from_utf8_lossy(&seen).into_owned();
-                if let Some(at) = text.find(&command) {
-                    if text[at..].contains("kiln> ") {
-                        return text;
+                match typed_at {
+                    None if text.contains("kiln> ") => {
+                        console
+                            .write_all(format!("{command}\r").as_bytes())
+                            .expect("type");
+                        typed_at = Some(text.len());
+                    }
+                    Some(at) => {
+                        let after = &text[at.min(text.len())..];
+                        if let Some(echo) = after.find(&command) {
+                            if after[echo..].contains("kiln> ") {
+                                return after.to_owned();
+                            }
+                        }
+                    }
+                    None => {
+                        if nudged.elapsed() > Duration::from_secs(1) {
+                            console.write_all(b"\r").expect("type");
+                            nudged = Instant::now();
+                        }
                     }
                 }
                 assert!(

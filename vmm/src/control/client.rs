@@ -178,9 +178,24 @@ impl ControlClient {
         self.expect_migration(request)
     }
 
-    /// `migrate_commit`: let a migration waiting for its commit finish.
+    /// `migrate_handover` (source): hand the paused VM over to the cluster's decision.
+    pub fn migrate_handover(&mut self) -> Result<MigrationStatus, ClientError> {
+        self.expect_migration(&Request::MigrateHandover)
+    }
+
+    /// `migrate_commit` (target): run the VM that waits for its commit here.
     pub fn migrate_commit(&mut self) -> Result<MigrationStatus, ClientError> {
         self.expect_migration(&Request::MigrateCommit)
+    }
+
+    /// `migrate_finish` (source, handed over): the target runs the VM; exit.
+    pub fn migrate_finish(&mut self) -> Result<MigrationStatus, ClientError> {
+        self.expect_migration(&Request::MigrateFinish)
+    }
+
+    /// `migrate_takeback` (source, handed over): the target lost the VM; resume it here.
+    pub fn migrate_takeback(&mut self) -> Result<MigrationStatus, ClientError> {
+        self.expect_migration(&Request::MigrateTakeback)
     }
 
     /// `migrate_cancel`.

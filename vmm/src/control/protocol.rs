@@ -68,10 +68,23 @@ pub enum Request {
         #[serde(default = "default_commit_timeout_ms")]
         commit_timeout_ms: u64,
     },
-    /// Commit a migration waiting in [`MigrationPhase::AwaitingCommit`]: the target
-    /// resumes the VM and this VMM exits. Replies with the status at once.
+    /// Source, in [`MigrationPhase::AwaitingCommit`]: hand the VM over. From the reply on
+    /// this VMM never resumes the VM by itself ([`MigrationPhase::HandedOver`]); the cluster
+    /// records the new owner, commits the target, then sends `migrate_finish` (or, if the
+    /// target lost the VM, `migrate_takeback`). Refused once the commit timeout or a cancel
+    /// has decided the other way.
+    MigrateHandover,
+    /// Target, in [`MigrationPhase::AwaitingCommit`] (it has the whole VM): run it here.
+    /// Without `await_commit` the source sends this through the stream instead.
     MigrateCommit,
-    /// Cancel an outgoing migration; the VM keeps running here, the target discards.
+    /// Source, [`MigrationPhase::HandedOver`]: the target runs the VM; exit (reason
+    /// `migrated`). Replies at once; follow with `migrate_status` `wait`/`final_only`.
+    MigrateFinish,
+    /// Source, [`MigrationPhase::HandedOver`]: the target never ran the VM and is gone;
+    /// resume it here.
+    MigrateTakeback,
+    /// Source, before the handover: cancel; the VM keeps running here, the target discards.
+    /// Target, waiting for its commit: discard the VM (it never ran here).
     MigrateCancel,
     /// Renew the HA lease: the VM stops itself (reason `lease_expired`) once
     /// `deadline_monotonic_ns` (absolute `CLOCK_MONOTONIC` of this host) passes without a
@@ -171,8 +184,13 @@ pub enum MigrationPhase {
     DirtyRounds,
     /// vCPUs paused: last pages and machine state.
     StopAndCopy,
-    /// Target has all state and the VM is paused here; waiting for `migrate_commit`.
+    /// Source: the target has all state and the VM is paused here, waiting for
+    /// `migrate_handover` (or its commit timeout). Target: it has the whole VM, paused,
+    /// waiting for `migrate_commit` (or the source's `Commit` frame).
     AwaitingCommit,
+    /// Source: the VM was handed over; paused here, waiting for the target to run it (then
+    /// `migrate_finish`) or for `migrate_takeback`. Never resumed here by itself.
+    HandedOver,
     /// Target has all state; sending the commit.
     Committing,
     /// The VM runs on the target.

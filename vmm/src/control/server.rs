@@ -170,6 +170,17 @@ fn migration_reply(result: Result<crate::protocol::MigrationStatus, MigrationErr
     }
 }
 
+/// The reply to a decision at a handover point.
+fn decided(result: Result<crate::protocol::MigrationStatus, String>) -> Response {
+    match result {
+        Ok(status) => Response::Ok(Reply::Migration(Box::new(status))),
+        Err(message) => Response::Error(ApiError {
+            kind: ErrorKind::InvalidState,
+            message,
+        }),
+    }
+}
+
 fn no_migration() -> Response {
     Response::Error(ApiError {
         kind: ErrorKind::InvalidState,
@@ -211,21 +222,11 @@ fn handle(vm: &Arc<VmShared>, lease: &Lease, request: Request) -> Next {
                 },
             )))
         }
-        Request::MigrateCommit => {
-            return Next::Reply(match vm.migration().request_commit() {
-                Ok(status) => Response::Ok(Reply::Migration(Box::new(status))),
-                Err(why) => Response::Error(ApiError {
-                    kind: ErrorKind::InvalidState,
-                    message: why,
-                }),
-            })
-        }
-        Request::MigrateCancel => {
-            return Next::Reply(match vm.migration().request_cancel() {
-                Some(status) => Response::Ok(Reply::Migration(Box::new(status))),
-                None => no_migration(),
-            })
-        }
+        Request::MigrateHandover => return Next::Reply(decided(vm.migration().request_handover())),
+        Request::MigrateCommit => return Next::Reply(decided(vm.migration().request_commit())),
+        Request::MigrateFinish => return Next::Reply(decided(vm.migration().request_finish())),
+        Request::MigrateTakeback => return Next::Reply(decided(vm.migration().request_takeback())),
+        Request::MigrateCancel => return Next::Reply(decided(vm.migration().request_cancel())),
         Request::MigrateStatus { wait, final_only } => {
             let status = if wait && final_only {
                 vm.migration().wait_final(MIGRATION_WAIT)
@@ -241,6 +242,14 @@ fn handle(vm: &Arc<VmShared>, lease: &Lease, request: Request) -> Next {
         }
         Request::ConsoleAttach { replay } => return Next::Console { replay },
         Request::Status => Ok(Reply::Status(vm.status())),
+        Request::Pause | Request::Resume if vm.migration().in_progress() => {
+            return Next::Reply(Response::Error(ApiError {
+                kind: ErrorKind::InvalidState,
+                message:
+                    "a live migration of this VM is in progress; wait for it to end or cancel it"
+                        .into(),
+            }))
+        }
         Request::Pause => vm.pause().map(Reply::Status),
         Request::Resume => vm.resume().map(Reply::Status),
         Request::Shutdown { timeout_ms } => vm

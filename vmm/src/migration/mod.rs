@@ -10,9 +10,14 @@
 //! - [`transport`]: Unix socket or TCP streams (mutual TLS between nodes comes later and
 //!   carries the same bytes).
 //!
-//! Safety rule: before the source has sent `Commit` the VM belongs to the source (any
-//! failure resumes it there and the target discards); once `Commit` is on the wire the
-//! source never resumes it.
+//! Safety rules. The target runs the VM only on a commit: the source's `Commit` frame (two
+//! VMMs alone) or `migrate_commit` (a cluster, whose server records the new owner first). The
+//! source resumes the VM by itself only before it is handed over: on any failure, a cancel,
+//! or when no `migrate_handover` arrived in time; it then tells the target to discard. Once
+//! handed over (or once `Commit` is on the wire) the source resumes it only on
+//! `migrate_takeback`, which the cluster sends when it knows the target never ran it. A
+//! target whose stream broke while it waits for its commit keeps the VM (paused) for a
+//! while, so a commit can still reach it through the control socket.
 
 pub mod dirty;
 pub mod protocol;
@@ -25,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::control::protocol::{MigrationPhase, MigrationStatus};
+use crate::control::protocol::{MigrationPhase, MigrationRole, MigrationStatus};
 
 /// Errors of a migration (either side).
 #[derive(Debug, thiserror::Error)]
@@ -74,8 +79,14 @@ pub enum MigrationError {
     #[error("the migration was cancelled; the VM keeps running on the source")]
     Cancelled,
     /// Nobody confirmed the new owner in time.
-    #[error("no commit arrived within {0:?} of the target having the whole VM; it keeps running on the source")]
+    #[error("no handover was asked for within {0:?} of the target having the whole VM; it keeps running on the source")]
     CommitTimeout(Duration),
+    /// Handed over, then taken back: the target never ran the VM.
+    #[error("the VM was taken back after its handover (the target never ran it); it runs on the source again")]
+    TakenBack,
+    /// Target: the stream broke while it waited for its commit, and no commit came.
+    #[error("the migration stream broke while the target waited for its commit, and no commit arrived within {0:?}; the VM was discarded here")]
+    NoCommit(Duration),
     /// Dirty logging or memory access failed.
     #[error("guest memory: {0}")]
     Memory(String),
@@ -102,30 +113,53 @@ impl MigrationError {
     }
 }
 
+/// The decision taken at a handover point (see [`MigrationSlot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Verdict {
+    /// Nobody decided yet.
+    #[default]
+    Pending,
+    /// Forward: hand over (source), run it (target), finish (source after the handover).
+    Go,
+    /// Back: cancel, time out, discard (target) or take the VM back (source).
+    Back,
+}
+
 #[derive(Default)]
 struct SlotInner {
     status: Option<MigrationStatus>,
     started: Option<Instant>,
+    verdict: Verdict,
+    /// Target: when its migration stream ended while it waited for the commit.
+    stream_lost: Option<Instant>,
+    /// Source after the handover: the target's report that it runs the VM.
+    resumed: Option<protocol::ResumeReport>,
 }
 
 /// The VM's current or last migration: progress for `status`/`stats`, the cancel flag, and
-/// a condvar for `migrate_status wait`.
+/// the decisions at its handover points, each taken exactly once under one lock:
+///
+/// - source in `AwaitingCommit`: `migrate_handover` (→ `HandedOver`) against a cancel or
+///   the commit timeout (→ the VM resumes here);
+/// - source in `HandedOver`: `migrate_finish` or the target's `Resumed` frame (→ exit)
+///   against `migrate_takeback` (→ resume here);
+/// - target in `AwaitingCommit`: `migrate_commit` or the source's `Commit` frame (→ run)
+///   against a cancel, the source's `Abort` or a lost stream's timeout (→ discard).
 #[derive(Default)]
 pub struct MigrationSlot {
     inner: Mutex<SlotInner>,
     changed: Condvar,
     cancel: AtomicBool,
-    commit: AtomicBool,
 }
 
-/// What ended a source's wait in [`MigrationPhase::AwaitingCommit`].
+/// What ended a wait at a handover point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CommitDecision {
-    /// `migrate_commit` arrived.
-    Commit,
-    /// `migrate_cancel` arrived.
-    Cancel,
-    /// Neither, in time.
+pub(crate) enum Decision {
+    /// Forward (handover, commit, finish).
+    Go,
+    /// Back (cancel, abort, takeback).
+    Back,
+    /// No decision in time: counts as back.
     TimedOut,
 }
 
@@ -136,7 +170,10 @@ impl MigrationSlot {
 
     /// The status now (elapsed time filled in).
     pub fn snapshot(&self) -> Option<MigrationStatus> {
-        let inner = self.lock();
+        Self::snapshot_of(&self.lock())
+    }
+
+    fn snapshot_of(inner: &SlotInner) -> Option<MigrationStatus> {
         let mut status = inner.status.clone()?;
         if !status.phase.is_final() {
             if let Some(started) = inner.started {
@@ -153,9 +190,11 @@ impl MigrationSlot {
             return Err(MigrationError::AlreadyRunning);
         }
         self.cancel.store(false, Ordering::SeqCst);
-        self.commit.store(false, Ordering::SeqCst);
-        inner.status = Some(status);
-        inner.started = Some(Instant::now());
+        *inner = SlotInner {
+            status: Some(status),
+            started: Some(Instant::now()),
+            ..SlotInner::default()
+        };
         self.changed.notify_all();
         Ok(())
     }
@@ -173,60 +212,195 @@ impl MigrationSlot {
         self.changed.notify_all();
     }
 
-    /// Ask the running migration to stop; returns its status (None: nothing to cancel).
-    /// A migration past its commit cannot be cancelled any more: the status says so.
-    pub fn request_cancel(&self) -> Option<MigrationStatus> {
-        {
-            let inner = self.lock();
-            let running = inner.status.as_ref().is_some_and(|s| !s.phase.is_final());
-            if !running {
-                return None;
-            }
-            // Under the lock, so a waiting commit sees either the commit or the cancel first.
-            if !self.commit.load(Ordering::SeqCst) {
-                self.cancel.store(true, Ordering::SeqCst);
-            }
-            self.changed.notify_all();
-        }
-        self.snapshot()
+    /// Whether a migration is under way and has not ended.
+    pub fn in_progress(&self) -> bool {
+        self.lock()
+            .status
+            .as_ref()
+            .is_some_and(|s| !s.phase.is_final())
     }
 
-    /// Let a migration waiting in [`MigrationPhase::AwaitingCommit`] commit.
+    /// Takes a decision if `allowed` says this request fits the current role and phase
+    /// and nothing was decided yet; `apply` then changes the state under the same lock.
+    fn decide(
+        &self,
+        what: &str,
+        allowed: impl FnOnce(MigrationRole, MigrationPhase) -> bool,
+        apply: impl FnOnce(&mut SlotInner),
+    ) -> Result<MigrationStatus, String> {
+        let mut inner = self.lock();
+        let Some(status) = inner.status.as_ref() else {
+            return Err(format!("no migration of this VM to {what}"));
+        };
+        let (role, phase) = (status.role, status.phase);
+        if !allowed(role, phase) {
+            return Err(format!(
+                "cannot {what} an {} migration that is {phase:?}",
+                match role {
+                    MigrationRole::Outgoing => "outgoing",
+                    MigrationRole::Incoming => "incoming",
+                }
+            ));
+        }
+        if inner.verdict != Verdict::Pending || self.cancel.load(Ordering::SeqCst) {
+            return Err(format!(
+                "cannot {what}: the migration was already decided the other way (cancelled, timed out or taken back)"
+            ));
+        }
+        apply(&mut inner);
+        self.changed.notify_all();
+        Self::snapshot_of(&inner).ok_or_else(|| "the migration vanished".to_string())
+    }
+
+    /// Source: hand the paused VM over (`migrate_handover`).
+    pub fn request_handover(&self) -> Result<MigrationStatus, String> {
+        self.decide(
+            "hand over",
+            |role, phase| {
+                role == MigrationRole::Outgoing && phase == MigrationPhase::AwaitingCommit
+            },
+            |inner| {
+                if let Some(s) = inner.status.as_mut() {
+                    s.phase = MigrationPhase::HandedOver;
+                }
+            },
+        )
+    }
+
+    /// Target: run the VM here (`migrate_commit`, or the source's `Commit` frame).
     pub fn request_commit(&self) -> Result<MigrationStatus, String> {
-        {
-            let inner = self.lock();
-            let phase = inner.status.as_ref().map(|s| s.phase);
-            if phase != Some(MigrationPhase::AwaitingCommit) {
-                return Err(match phase {
-                    None => "no migration of this VM to commit".to_string(),
-                    Some(p) => format!("the migration is {p:?}, not waiting for its commit"),
-                });
-            }
-            if self.cancel.load(Ordering::SeqCst) {
-                return Err("the migration was cancelled; it cannot be committed".into());
-            }
-            self.commit.store(true, Ordering::SeqCst);
-            self.changed.notify_all();
-        }
-        self.snapshot()
-            .ok_or_else(|| "the migration vanished".to_string())
+        self.decide(
+            "commit",
+            |role, phase| {
+                role == MigrationRole::Incoming && phase == MigrationPhase::AwaitingCommit
+            },
+            |inner| inner.verdict = Verdict::Go,
+        )
     }
 
-    /// Source side: wait in `AwaitingCommit` for a commit or a cancel, at most `timeout`.
-    pub(crate) fn wait_commit(&self, timeout: Duration) -> CommitDecision {
-        let inner = self.lock();
-        let (_inner, _) = self
-            .changed
-            .wait_timeout_while(inner, timeout, |_| {
-                !self.commit.load(Ordering::SeqCst) && !self.cancel.load(Ordering::SeqCst)
-            })
-            .unwrap_or_else(|e| e.into_inner());
-        if self.commit.load(Ordering::SeqCst) {
-            CommitDecision::Commit
-        } else if self.cancel.load(Ordering::SeqCst) {
-            CommitDecision::Cancel
-        } else {
-            CommitDecision::TimedOut
+    /// Source after the handover: exit, the target runs the VM (`migrate_finish`).
+    pub fn request_finish(&self) -> Result<MigrationStatus, String> {
+        self.decide(
+            "finish",
+            |role, phase| role == MigrationRole::Outgoing && phase == MigrationPhase::HandedOver,
+            |inner| inner.verdict = Verdict::Go,
+        )
+    }
+
+    /// Source after the handover: resume here, the target lost the VM (`migrate_takeback`).
+    pub fn request_takeback(&self) -> Result<MigrationStatus, String> {
+        self.decide(
+            "take back",
+            |role, phase| role == MigrationRole::Outgoing && phase == MigrationPhase::HandedOver,
+            |inner| inner.verdict = Verdict::Back,
+        )
+    }
+
+    /// Source after the handover: the target reported that it runs the VM.
+    pub(crate) fn target_resumed(&self, report: protocol::ResumeReport) {
+        let mut inner = self.lock();
+        inner.resumed = Some(report);
+        if inner.verdict == Verdict::Pending {
+            inner.verdict = Verdict::Go;
+        }
+        self.changed.notify_all();
+    }
+
+    /// The target's report, if it arrived.
+    pub(crate) fn resume_report(&self) -> Option<protocol::ResumeReport> {
+        self.lock().resumed.clone()
+    }
+
+    /// Target: the stream ended while it waits for its commit.
+    pub(crate) fn stream_lost(&self) {
+        let mut inner = self.lock();
+        inner.stream_lost.get_or_insert_with(Instant::now);
+        self.changed.notify_all();
+    }
+
+    /// Ask the running migration to stop (`migrate_cancel`). Before a handover point the
+    /// source stops sending and resumes the VM; a target waiting for its commit discards it.
+    /// Refused once the VM was handed over (that is `migrate_takeback`'s business).
+    pub fn request_cancel(&self) -> Result<MigrationStatus, String> {
+        let mut inner = self.lock();
+        let Some(status) = inner.status.as_ref() else {
+            return Err("no migration is in progress on this VM".into());
+        };
+        let phase = status.phase;
+        if phase.is_final() {
+            return Err(format!("the migration has already ended ({phase:?})"));
+        }
+        if phase == MigrationPhase::HandedOver {
+            return Err(
+                "the VM was handed over to the target; only the cluster can take it back".into(),
+            );
+        }
+        if inner.verdict == Verdict::Go {
+            return Err("the migration was already committed; it cannot be cancelled".into());
+        }
+        self.cancel.store(true, Ordering::SeqCst);
+        if phase == MigrationPhase::AwaitingCommit {
+            inner.verdict = Verdict::Back;
+        }
+        self.changed.notify_all();
+        Self::snapshot_of(&inner).ok_or_else(|| "the migration vanished".to_string())
+    }
+
+    /// Source: wait in `AwaitingCommit` for the handover, a cancel, or `timeout`. A timeout
+    /// is decided under the lock, so a late `migrate_handover` is refused.
+    pub(crate) fn wait_handover(&self, timeout: Duration) -> Decision {
+        let deadline = Instant::now() + timeout;
+        let mut inner = self.lock();
+        loop {
+            let phase = inner.status.as_ref().map(|s| s.phase);
+            if phase == Some(MigrationPhase::HandedOver) {
+                return Decision::Go;
+            }
+            if inner.verdict == Verdict::Back || self.cancel.load(Ordering::SeqCst) {
+                return Decision::Back;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                inner.verdict = Verdict::Back;
+                self.changed.notify_all();
+                return Decision::TimedOut;
+            }
+            inner = self
+                .changed
+                .wait_timeout(inner, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Wait for the verdict at the current handover point. `lost_timeout`: once the stream
+    /// was reported lost, give up (decided as back) after this long; without it, wait for
+    /// as long as it takes.
+    pub(crate) fn wait_verdict(&self, lost_timeout: Option<Duration>) -> Decision {
+        let mut inner = self.lock();
+        loop {
+            match inner.verdict {
+                Verdict::Go => return Decision::Go,
+                Verdict::Back => return Decision::Back,
+                Verdict::Pending => {}
+            }
+            let wait = match (lost_timeout, inner.stream_lost) {
+                (Some(limit), Some(lost)) => {
+                    let waited = lost.elapsed();
+                    if waited >= limit {
+                        inner.verdict = Verdict::Back;
+                        self.changed.notify_all();
+                        return Decision::TimedOut;
+                    }
+                    limit - waited
+                }
+                _ => Duration::from_secs(3600),
+            };
+            inner = self
+                .changed
+                .wait_timeout(inner, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -238,35 +412,35 @@ impl MigrationSlot {
     /// Block until the migration has ended (or `timeout` passed); its status.
     pub fn wait_final(&self, timeout: Duration) -> Option<MigrationStatus> {
         let inner = self.lock();
-        let _inner = self
+        let inner = self
             .changed
             .wait_timeout_while(inner, timeout, |i| {
                 i.status.as_ref().is_some_and(|s| !s.phase.is_final())
             })
             .unwrap_or_else(|e| e.into_inner())
             .0;
-        drop(_inner);
-        self.snapshot()
+        Self::snapshot_of(&inner)
     }
 
-    /// Block until the migration has ended or waits for a commit nobody has given yet (or
-    /// `timeout` passed); its status.
+    /// Block until the migration has ended or waits at a handover point nobody has decided
+    /// yet (or `timeout` passed); its status.
     pub fn wait_settled(&self, timeout: Duration) -> Option<MigrationStatus> {
         let inner = self.lock();
-        let _inner = self
+        let inner = self
             .changed
             .wait_timeout_while(inner, timeout, |i| {
                 i.status.as_ref().is_some_and(|s| {
-                    let needs_commit = s.phase == MigrationPhase::AwaitingCommit
-                        && !self.commit.load(Ordering::SeqCst)
+                    let waiting = matches!(
+                        s.phase,
+                        MigrationPhase::AwaitingCommit | MigrationPhase::HandedOver
+                    ) && i.verdict == Verdict::Pending
                         && !self.cancel.load(Ordering::SeqCst);
-                    !(s.phase.is_final() || needs_commit)
+                    !(s.phase.is_final() || waiting)
                 })
             })
             .unwrap_or_else(|e| e.into_inner())
             .0;
-        drop(_inner);
-        self.snapshot()
+        Self::snapshot_of(&inner)
     }
 }
 

@@ -1,10 +1,12 @@
 //! The target side (`kiln-vmm --migrate-receive`): a paused VM without a guest image takes
-//! one source's memory and state and resumes on `Commit`. Anything else — an `Abort`, a
-//! closed stream, a bad frame — before `Commit` ends this process without the VM ever
-//! having run here.
+//! one source's memory and state, then waits in `AwaitingCommit` and runs the VM on a
+//! commit: the source's `Commit` frame, or `migrate_commit` on the control socket (the
+//! cluster's word). An `Abort`, a cancel, a bad frame or a stream that breaks before the state
+//! arrived ends this process without the VM ever having run here; a stream that breaks while
+//! it waits for the commit leaves it waiting for [`LOST_STREAM_COMMIT_WAIT`] first.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend as _, GuestMemoryRegion};
 
@@ -12,10 +14,14 @@ use super::protocol::{
     self as wire, AbortReason, FrameKind, MigrationConfig, ResumeReport, StreamError, PAGE_SIZE,
 };
 use super::transport::{Listener, MigrationStream};
-use super::{state, MigrationError};
+use super::{state, Decision, MigrationError};
 use crate::control::protocol::{MigrationPhase, MigrationRole, MigrationStatus};
 use crate::state::StopReason;
 use crate::vm::VmShared;
+
+/// How long a target whose stream broke while it waited for its commit keeps the VM for a
+/// commit through the control socket (the cluster resolves the handover well before).
+pub const LOST_STREAM_COMMIT_WAIT: Duration = Duration::from_secs(120);
 
 /// Wait for one source on `listener` (on a thread) and receive the VM. On failure the VM
 /// is stopped with [`StopReason::IncomingMigrationFailed`].
@@ -210,7 +216,6 @@ fn receive(
     let mut prefaulting = Some(prefault(vm.clone()));
     vm.migration()
         .update(|s| s.phase = MigrationPhase::FullPass);
-    let mut restore_us = 0;
     loop {
         let frame = wire::read_frame(stream).map_err(|source| match source {
             StreamError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -222,6 +227,9 @@ fn receive(
             },
         })?;
         bytes += frame.payload.len() as u64 + 12;
+        if vm.migration().cancelled() {
+            return Err(MigrationError::Cancelled);
+        }
         match frame.kind {
             FrameKind::Memory => {
                 apply_memory(vm, &frame.payload)?;
@@ -242,31 +250,17 @@ fn receive(
                     .map_err(MigrationError::stream("the machine state"))?;
                 let t = Instant::now();
                 let refused = state::restore(vm, &machine)?;
-                restore_us = t.elapsed().as_micros() as u64;
+                let restore_us = t.elapsed().as_micros() as u64;
                 if !refused.is_empty() {
                     eprintln!("kiln-vmm: KVM refused migrated MSRs (vCPU, index): {refused:x?}");
                 }
                 vm.migration().update(|s| {
-                    s.phase = MigrationPhase::Committing;
+                    s.phase = MigrationPhase::AwaitingCommit;
                     s.restore_us = Some(restore_us);
                 });
                 wire::write_frame(stream, FrameKind::StateReceived, &[])
                     .map_err(MigrationError::stream("the state acknowledgement"))?;
-            }
-            FrameKind::Commit => {
-                let t = Instant::now();
-                vm.resume().map_err(|e| MigrationError::Vm {
-                    what: "resume",
-                    source: Box::new(e),
-                })?;
-                let report = ResumeReport {
-                    restore_us,
-                    resume_us: t.elapsed().as_micros() as u64,
-                    bytes_received: bytes,
-                };
-                // The VM runs here now whether or not the source hears about it.
-                let _ = wire::write_json(stream, FrameKind::Resumed, &report);
-                return Ok(report);
+                return await_commit(stream, vm, restore_us, bytes);
             }
             FrameKind::Abort => {
                 let r: AbortReason = frame
@@ -276,10 +270,79 @@ fn receive(
             }
             got => {
                 return Err(MigrationError::Unexpected {
-                    expected: "Memory, PrecopyDone, State, Commit or Abort",
+                    expected: "Memory, PrecopyDone, State or Abort",
                     got,
                 })
             }
         }
     }
+}
+
+/// The whole VM is here, paused: wait for the commit (a `Commit` frame, read on a thread of
+/// its own, or `migrate_commit`), then run it and tell the source.
+fn await_commit(
+    stream: &mut Box<dyn MigrationStream>,
+    vm: &Arc<VmShared>,
+    restore_us: u64,
+    bytes: u64,
+) -> Result<ResumeReport, MigrationError> {
+    let reader = stream.try_clone_stream().ok().and_then(|mut r| {
+        let vm = vm.clone();
+        std::thread::Builder::new()
+            .name("migrate-commit".into())
+            .spawn(move || match wire::read_frame(&mut r) {
+                Ok(f) if f.kind == FrameKind::Commit => {
+                    let _ = vm.migration().request_commit();
+                }
+                Ok(f) if f.kind == FrameKind::Abort => {
+                    let why = f
+                        .json::<AbortReason>("abort")
+                        .map(|r| r.message)
+                        .unwrap_or_else(|_| "no reason given".into());
+                    vm.migration()
+                        .update(|s| s.error = Some(format!("the source aborted: {why}")));
+                    let _ = vm.migration().request_cancel();
+                }
+                _ => vm.migration().stream_lost(),
+            })
+            .ok()
+    });
+    if reader.is_none() {
+        // Nothing reads the stream: only the control socket can commit.
+        vm.migration().stream_lost();
+    }
+    let decision = vm.migration().wait_verdict(Some(LOST_STREAM_COMMIT_WAIT));
+    let result = match decision {
+        Decision::Go => {
+            let t = Instant::now();
+            match vm.resume() {
+                Ok(_) => {
+                    let report = ResumeReport {
+                        restore_us,
+                        resume_us: t.elapsed().as_micros() as u64,
+                        bytes_received: bytes,
+                    };
+                    // The VM runs here now whether or not the source hears about it.
+                    let _ = wire::write_json(stream, FrameKind::Resumed, &report);
+                    Ok(report)
+                }
+                Err(e) => Err(MigrationError::Vm {
+                    what: "resume",
+                    source: Box::new(e),
+                }),
+            }
+        }
+        Decision::Back => Err(MigrationError::PeerAborted(
+            vm.migration()
+                .snapshot()
+                .and_then(|s| s.error)
+                .unwrap_or_else(|| "the migration was cancelled before its commit".into()),
+        )),
+        Decision::TimedOut => Err(MigrationError::NoCommit(LOST_STREAM_COMMIT_WAIT)),
+    };
+    stream.shutdown_stream();
+    if let Some(reader) = reader {
+        let _ = reader.join();
+    }
+    result
 }

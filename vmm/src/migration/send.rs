@@ -11,7 +11,7 @@ use super::protocol::{
     self as wire, AbortReason, FrameKind, MigrationConfig, RecordKind, ResumeReport, PAGE_SIZE,
 };
 use super::transport::{self, MigrationStream};
-use super::{final_phase, state, CommitDecision, MigrationError};
+use super::{final_phase, state, Decision, MigrationError};
 use crate::control::protocol::{MigrationPhase, MigrationRole, MigrationRound, MigrationStatus};
 use crate::state::StopReason;
 use crate::vm::VmShared;
@@ -127,8 +127,9 @@ fn run(vm: &Arc<VmShared>, opts: &SendOptions) {
             });
         }
         Err(e) => {
-            // Before the commit the VM is ours: make sure it runs here.
-            if source.paused_by_us {
+            // Before the commit (or after a takeback) the VM is ours: make sure it runs here.
+            let ours = !source.committed || matches!(e, MigrationError::TakenBack);
+            if source.paused_by_us && ours {
                 if let Err(resume) = vm.resume() {
                     eprintln!("kiln-vmm: cannot resume the VM after a failed migration: {resume}");
                 }
@@ -380,18 +381,19 @@ impl Source<'_> {
             s.bytes_transferred = total;
             s.phase = MigrationPhase::Committing;
         });
-        // The target has everything and the VM is paused here. This is where the cluster
-        // records the new owner; until the commit a cancel (or silence) still wins.
+        // The target has everything and the VM is paused here. In a cluster this is where
+        // the server takes the VM over: until `migrate_handover` a cancel (or silence) still
+        // wins, after it only the cluster decides.
         if let Some(timeout) = self.opts.await_commit {
             vm.migration()
                 .update(|s| s.phase = MigrationPhase::AwaitingCommit);
-            match vm.migration().wait_commit(timeout) {
-                CommitDecision::Commit => {}
-                CommitDecision::Cancel => return Err(MigrationError::Cancelled),
-                CommitDecision::TimedOut => return Err(MigrationError::CommitTimeout(timeout)),
+            match vm.migration().wait_handover(timeout) {
+                Decision::Go => {}
+                Decision::Back => return Err(MigrationError::Cancelled),
+                Decision::TimedOut => return Err(MigrationError::CommitTimeout(timeout)),
             }
-            vm.migration()
-                .update(|s| s.phase = MigrationPhase::Committing);
+            self.committed = true;
+            return self.after_handover(stream, paused_at, forced);
         }
         self.check_cancel()?;
         self.bytes += wire::write_frame(stream, FrameKind::Commit, &[])
@@ -421,6 +423,53 @@ impl Source<'_> {
             downtime,
             report,
             warning: warning.or(forced),
+        })
+    }
+
+    /// Handed over: wait for the target's `Resumed` frame (read on a thread of its own) or
+    /// `migrate_finish`, or take the VM back on `migrate_takeback`.
+    fn after_handover(
+        &mut self,
+        stream: &mut Box<dyn MigrationStream>,
+        paused_at: Instant,
+        forced: Option<String>,
+    ) -> Result<Completed, MigrationError> {
+        let vm = self.vm;
+        let reader = stream.try_clone_stream().ok().and_then(|mut r| {
+            let vm = vm.clone();
+            std::thread::Builder::new()
+                .name("migrate-resumed".into())
+                .spawn(move || {
+                    if let Ok(f) = wire::read_frame(&mut r) {
+                        if f.kind == FrameKind::Resumed {
+                            if let Ok(report) = f.json::<ResumeReport>("resume report") {
+                                vm.migration().target_resumed(report);
+                            }
+                        }
+                    }
+                })
+                .ok()
+        });
+        let decision = vm.migration().wait_verdict(None);
+        stream.shutdown_stream();
+        if let Some(reader) = reader {
+            let _ = reader.join();
+        }
+        if decision != Decision::Go {
+            return Err(MigrationError::TakenBack);
+        }
+        let report = vm.migration().resume_report();
+        let warning = match report {
+            Some(_) => forced,
+            None => Some(
+                "the target's confirmation did not arrive; finished on the cluster's word (downtime is an upper bound)"
+                    .to_string(),
+            ),
+        };
+        Ok(Completed {
+            downtime: paused_at.elapsed(),
+            report,
+            warning,
         })
     }
 

@@ -7,9 +7,34 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A migration stream.
-pub trait MigrationStream: Read + Write + Send {}
-impl<T: Read + Write + Send> MigrationStream for T {}
+/// A migration stream: a socket that can be read on one thread while another writes, and
+/// shut down from either.
+pub trait MigrationStream: Read + Write + Send {
+    /// A second handle on the same connection.
+    fn try_clone_stream(&self) -> std::io::Result<Box<dyn MigrationStream>>;
+    /// Ends the connection both ways (a read blocked on another handle returns).
+    fn shutdown_stream(&self);
+}
+
+impl MigrationStream for UnixStream {
+    fn try_clone_stream(&self) -> std::io::Result<Box<dyn MigrationStream>> {
+        Ok(Box::new(self.try_clone()?))
+    }
+
+    fn shutdown_stream(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl MigrationStream for TcpStream {
+    fn try_clone_stream(&self) -> std::io::Result<Box<dyn MigrationStream>> {
+        Ok(Box::new(self.try_clone()?))
+    }
+
+    fn shutdown_stream(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+}
 
 /// How long one read or write may block before the peer counts as gone.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(60);

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use kiln_node_client::wire::{
-    MigrateSendRequest, MigrationPhase, MigrationStatus, VmPowerState, VmSpec,
+    Handover, MigrateSendRequest, MigrationPhase, MigrationStatus, VmPowerState, VmSpec,
 };
 use kiln_node_client::{ClusterIdentity, MigrationStream, NodeClient, NodeClientError, NodeName};
 use tokio::net::{UnixListener, UnixStream};
@@ -126,6 +126,7 @@ impl Supervisor {
                 power: VmPowerState::Paused,
                 requested: None,
                 migration: Some(Migrating::Incoming),
+                handover: None,
             });
         });
         tokio::spawn(watch_child(self.clone(), vmid, child, process));
@@ -249,7 +250,7 @@ impl Supervisor {
                     let mut settled = wait_settled(vmid, &socket, true).await;
                     if settled.is_err() {
                         // kiln-vmm may exit before its answer is out: its exit tells.
-                        settled = this.settled_by_exit(vmid, &outgoing, settled).await;
+                        settled = this.settled_by_exit(vmid, outgoing.peer(), settled).await;
                     }
                     let concluded = this.conclude(outgoing, settled).await;
                     done.send_replace(Some(concluded.map_err(|e| e.to_string())));
@@ -297,7 +298,7 @@ impl Supervisor {
         status.peer = format!("{target} ({target_url})");
         match status.phase {
             MigrationPhase::Completed => {
-                self.wait_gone(vmid, &target).await;
+                self.wait_gone(vmid, target.as_str()).await;
                 tracing::info!(
                     "VM {vmid} migrated to {target}: {} rounds, downtime {} us",
                     status.rounds.len(),
@@ -320,7 +321,7 @@ impl Supervisor {
     }
 
     /// Waits (bounded) until the kiln-vmm of a VM migrated to `target` has exited here.
-    async fn wait_gone(&self, vmid: u32, target: &NodeName) {
+    async fn wait_gone(&self, vmid: u32, target: &str) {
         let mut changed = match self.table().get(&vmid) {
             Some(slot) => slot.changed.subscribe(),
             None => return,
@@ -352,18 +353,111 @@ impl Supervisor {
         wait_settled(vmid, socket, false).await
     }
 
-    /// `migrate/commit`: lets an outgoing migration that waits for its commit finish;
-    /// answers once the VM runs on the target and its kiln-vmm here has exited.
+    /// `migrate/handover` (source): the VM, paused with the target holding all of it, is
+    /// handed over: kiln-vmm will not resume it by itself any more.
+    pub async fn migrate_handover(&self, vmid: u32) -> Result<MigrationStatus, VmError> {
+        let socket = self.socket_of(vmid)?;
+        let status = control::request(&socket, CONTROL_TIMEOUT, |c| c.migrate_handover())
+            .await
+            .map_err(|e| control_error(vmid, &e))?;
+        self.set_handover(vmid, Some(Handover::HandedOver));
+        to_wire(&status).map_err(|detail| VmError::Control { vmid, detail })
+    }
+
+    /// `migrate/commit` (target): runs the VM that waits here for its commit; answers once
+    /// it runs.
     pub async fn migrate_commit(&self, vmid: u32) -> Result<MigrationStatus, VmError> {
-        let (socket, target) = self.outgoing(vmid)?;
-        let mut outcome = self.outgoing_map().get(&vmid).cloned().ok_or_else(|| {
-            VmError::WrongState(format!(
-                "VM {vmid}'s migration does not wait for a commit; it commits by itself"
-            ))
-        })?;
+        let socket = self.socket_of(vmid)?;
         control::request(&socket, CONTROL_TIMEOUT, |c| c.migrate_commit())
             .await
             .map_err(|e| control_error(vmid, &e))?;
+        let status = wait_settled(vmid, &socket, true).await?;
+        self.incoming_ended(vmid).await;
+        if status.phase == MigrationPhase::Completed {
+            self.set_handover(vmid, None);
+            return Ok(status);
+        }
+        Err(VmError::Migration {
+            status: 502,
+            message: format!(
+                "VM {vmid} did not start on node {} after its commit: {}",
+                self.node(),
+                status
+                    .error
+                    .unwrap_or_else(|| format!("{:?}", status.phase))
+            ),
+        })
+    }
+
+    /// `migrate/finish` (source, handed over): the target runs the VM; this copy ends.
+    /// Answers the migration's final status (rounds, downtime).
+    pub async fn migrate_finish(&self, vmid: u32) -> Result<MigrationStatus, VmError> {
+        let outcome = self.outgoing_map().get(&vmid).cloned();
+        // kiln-vmm may have ended already: the target's `Resumed` frame finishes it too.
+        let sent = match self.socket_of(vmid) {
+            Ok(socket) => control::request(&socket, CONTROL_TIMEOUT, |c| c.migrate_finish())
+                .await
+                .map(|_| socket)
+                .map_err(|e| control_error(vmid, &e)),
+            Err(e) => Err(e),
+        };
+        let settled = match (outcome, sent) {
+            (Some(outcome), _) => self.outcome_of(vmid, outcome).await,
+            // Started by an earlier agent: follow kiln-vmm itself.
+            (None, Ok(socket)) => match wait_settled(vmid, &socket, true).await {
+                Ok(status) => Ok(status),
+                Err(e) => self
+                    .settled_by_exit(vmid, "the target".into(), Err(e))
+                    .await
+                    .map_err(|e| e.to_string()),
+            },
+            (None, Err(e)) => self
+                .settled_by_exit(vmid, "the target".into(), Err(e))
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match settled {
+            Ok(status) if status.phase == MigrationPhase::Completed => Ok(status),
+            Ok(status) => Err(self.not_finished(
+                vmid,
+                status
+                    .error
+                    .unwrap_or_else(|| format!("{:?}", status.phase)),
+            )),
+            Err(why) => Err(self.not_finished(vmid, why)),
+        }
+    }
+
+    /// `migrate/takeback` (source, handed over): the target never ran the VM and has lost
+    /// it; resume it here. Answers the migration's final status.
+    pub async fn migrate_takeback(&self, vmid: u32) -> Result<MigrationStatus, VmError> {
+        let socket = self.socket_of(vmid)?;
+        let outcome = self.outgoing_map().get(&vmid).cloned();
+        control::request(&socket, CONTROL_TIMEOUT, |c| c.migrate_takeback())
+            .await
+            .map_err(|e| control_error(vmid, &e))?;
+        if let Some(outcome) = outcome {
+            // Its bookkeeping (the bridge, the migration mark) ends with it; the VM runs.
+            let _ = self.outcome_of(vmid, outcome).await;
+        }
+        let status = wait_settled(vmid, &socket, true).await?;
+        self.set_migration(vmid, None);
+        self.set_handover(vmid, None);
+        self.update(vmid, |slot| {
+            if let Run::Running(live) = &mut slot.run {
+                live.power = VmPowerState::Running;
+            }
+        });
+        tracing::info!("VM {vmid}: taken back after its handover; it runs here again");
+        Ok(status)
+    }
+
+    /// The outcome of an outgoing migration this agent supervises, once known.
+    async fn outcome_of(
+        &self,
+        vmid: u32,
+        mut outcome: OutcomeRx,
+    ) -> Result<MigrationStatus, String> {
         let settled = outcome
             .wait_for(Option::is_some)
             .await
@@ -372,24 +466,38 @@ impl Supervisor {
             .flatten()
             .unwrap_or_else(|| Err("the migration's supervision ended".into()));
         self.outgoing_map().remove(&vmid);
-        let failed = |why: String| {
-            VmError::Migration {
+        settled
+    }
+
+    fn not_finished(&self, vmid: u32, why: String) -> VmError {
+        VmError::Migration {
             status: 502,
             message: format!(
-                "the commit of VM {vmid}'s migration to node {target} did not complete ({why}); it keeps running on node {}",
+                "VM {vmid} was handed over, but its copy on node {} did not end ({why})",
                 self.node()
             ),
         }
-        };
-        match settled {
-            Ok(status) if status.phase == MigrationPhase::Completed => Ok(status),
-            Ok(status) => Err(failed(
-                status
-                    .error
-                    .unwrap_or_else(|| format!("{:?}", status.phase)),
-            )),
-            Err(why) => Err(failed(why)),
+    }
+
+    /// The control socket of `vmid`'s running kiln-vmm.
+    fn socket_of(&self, vmid: u32) -> Result<std::path::PathBuf, VmError> {
+        let table = self.table();
+        let slot = table.get(&vmid).ok_or_else(|| self.not_found(vmid))?;
+        match &slot.run {
+            Run::Running(_) => Ok(slot.dir.socket()),
+            _ => Err(VmError::WrongState(format!(
+                "VM {vmid} does not run on node {}; it has no migration to act on",
+                self.node()
+            ))),
         }
+    }
+
+    fn set_handover(&self, vmid: u32, handover: Option<Handover>) {
+        self.update(vmid, |slot| {
+            if let Run::Running(live) = &mut slot.run {
+                live.handover = handover;
+            }
+        });
     }
 
     /// After the wait for a committed migration lost its connection: if kiln-vmm exited
@@ -397,10 +505,10 @@ impl Supervisor {
     async fn settled_by_exit(
         &self,
         vmid: u32,
-        outgoing: &Outgoing,
+        peer: String,
         lost: Result<MigrationStatus, VmError>,
     ) -> Result<MigrationStatus, VmError> {
-        self.wait_gone(vmid, &outgoing.target).await;
+        self.wait_gone(vmid, &peer).await;
         let migrated = self.table().get(&vmid).is_some_and(|slot| {
             matches!(&slot.run, Run::Stopped { reason, .. } if reason.starts_with("migrated to"))
         });
@@ -410,7 +518,7 @@ impl Supervisor {
         let mut status = to_wire(&kiln_vmm::protocol::MigrationStatus {
             role: kiln_vmm::protocol::MigrationRole::Outgoing,
             phase: kiln_vmm::protocol::MigrationPhase::Completed,
-            peer: outgoing.peer(),
+            peer,
             downtime_budget_ms: 0,
             bwlimit_mib_s: None,
             guest_memory_bytes: 0,
@@ -448,29 +556,11 @@ impl Supervisor {
         to_wire(&status).map_err(|detail| VmError::Control { vmid, detail })
     }
 
-    /// The control socket and target of `vmid`'s outgoing migration.
-    fn outgoing(&self, vmid: u32) -> Result<(std::path::PathBuf, NodeName), VmError> {
-        let table = self.table();
-        let slot = table.get(&vmid).ok_or_else(|| self.not_found(vmid))?;
-        match &slot.run {
-            Run::Running(live) => match &live.migration {
-                Some(Migrating::Outgoing(to)) => Ok((slot.dir.socket(), to.clone())),
-                _ => Err(VmError::WrongState(format!(
-                    "VM {vmid} is not being migrated away from node {}",
-                    self.node()
-                ))),
-            },
-            _ => Err(VmError::WrongState(format!(
-                "VM {vmid} is not being migrated away from node {}",
-                self.node()
-            ))),
-        }
-    }
-
-    /// `migrate_cancel`: cancels the outgoing migration of `vmid` (not serialised with the
-    /// migration itself, which holds the VM's action lock).
+    /// `migrate_cancel`: cancels the outgoing migration of `vmid` before its handover (not
+    /// serialised with the migration itself, which holds the VM's action lock), or discards
+    /// an incoming VM waiting here for its commit.
     pub async fn migrate_cancel(&self, vmid: u32) -> Result<MigrationStatus, VmError> {
-        let (socket, _) = self.outgoing(vmid)?;
+        let socket = self.socket_of(vmid)?;
         let status = control::request(&socket, CONTROL_TIMEOUT, |c| c.migrate_cancel())
             .await
             .map_err(|e| control_error(vmid, &e))?;
