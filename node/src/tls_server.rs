@@ -42,6 +42,11 @@ pub async fn serve(
                 }
             },
         };
+        // Small frames (acknowledgements, console keystrokes, the migration handshake) must
+        // not wait for Nagle's algorithm.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
+        }
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {

@@ -79,7 +79,15 @@ pub async fn receive(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let mut remote = TokioIo::new(upgraded);
-                match tokio::io::copy_bidirectional(&mut remote, &mut local).await {
+                // Large buffers: memory arrives in 1 MiB frames (tokio's default is 8 KiB).
+                let copied = tokio::io::copy_bidirectional_with_sizes(
+                    &mut remote,
+                    &mut local,
+                    crate::vms::MIGRATION_BUFFER,
+                    crate::vms::MIGRATION_BUFFER,
+                )
+                .await;
+                match copied {
                     Ok((inbound, outbound)) => tracing::debug!(
                         "VM {vmid}: incoming migration stream done ({inbound} bytes in, {outbound} back)"
                     ),

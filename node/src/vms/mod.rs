@@ -14,6 +14,9 @@
 //! <data-dir>/vms/<vmid>/migrate-out.sock  the bridge of an outgoing migration to the target
 //! ```
 
+/// Buffer size of each direction of a migration stream relay.
+pub const MIGRATION_BUFFER: usize = 1 << 20;
+
 pub mod control;
 pub mod images;
 pub mod process;

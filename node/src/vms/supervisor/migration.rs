@@ -684,7 +684,15 @@ async fn bridge(vmid: u32, listener: UnixListener, mut stream: MigrationStream) 
             return;
         }
     };
-    match tokio::io::copy_bidirectional(&mut local, &mut stream).await {
+    // Large buffers: memory goes in 1 MiB frames (tokio's default is 8 KiB).
+    let copied = tokio::io::copy_bidirectional_with_sizes(
+        &mut local,
+        &mut stream,
+        crate::vms::MIGRATION_BUFFER,
+        crate::vms::MIGRATION_BUFFER,
+    )
+    .await;
+    match copied {
         Ok((out, back)) => {
             tracing::debug!("VM {vmid}: migration bridge done ({out} bytes out, {back} back)")
         }
