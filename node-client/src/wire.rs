@@ -48,6 +48,10 @@ pub struct NodeFacts {
     /// state changes since the previous one.
     #[serde(default)]
     pub vms: Vec<VmRuntime>,
+    /// The host's boot id (`/proc/sys/kernel/random/boot_id`; empty if unreadable): a new
+    /// one tells the server the host booted, so it starts the node's on-boot VMs.
+    #[serde(default)]
+    pub boot_id: String,
 }
 
 /// Body of `POST /v1/status`: the heartbeat, which also renews the node's HA lease.

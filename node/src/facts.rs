@@ -175,6 +175,7 @@ pub struct FactsReader {
     cpu: CpuInfo,
     kernel: String,
     previous: Option<CpuTimes>,
+    boot_id_file: PathBuf,
 }
 
 impl FactsReader {
@@ -199,7 +200,14 @@ impl FactsReader {
             cpu,
             kernel,
             previous: None,
+            boot_id_file: proc_root.join("sys/kernel/random/boot_id"),
         })
+    }
+
+    /// Read the host's boot id from `path` instead of `<proc_root>/sys/kernel/random/boot_id`.
+    pub fn with_boot_id_file(mut self, path: PathBuf) -> Self {
+        self.boot_id_file = path;
+        self
     }
 
     /// Reads the current facts. CPU usage covers the time since the previous call (since boot
@@ -231,6 +239,9 @@ impl FactsReader {
             mem_available: mem.available,
             // Filled in per request by the status handler.
             vms: Vec::new(),
+            boot_id: fs::read_to_string(&self.boot_id_file)
+                .map(|id| id.trim().to_owned())
+                .unwrap_or_default(),
         })
     }
 }
@@ -451,6 +462,12 @@ physical id\t: 1
         assert_eq!(facts.mem_available, 250 * 1024);
         assert_eq!(facts.uptime_secs, 42);
         assert!((facts.cpu_usage - 0.2).abs() < 1e-9);
+        assert_eq!(facts.boot_id, "", "no boot_id file: empty");
+        std::fs::create_dir_all(p.join("sys/kernel/random")).expect("mkdir");
+        std::fs::write(p.join("sys/kernel/random/boot_id"), "b00t\n").expect("write");
+        assert_eq!(reader.sample().expect("sample").boot_id, "b00t");
+        std::fs::write(p.join("stat"), "cpu  100 0 100 800 0 0 0 0 0 0\n").expect("write");
+        reader.sample().expect("reset the CPU baseline");
 
         std::fs::write(p.join("stat"), "cpu  200 0 100 900 0 0 0 0 0 0\n").expect("write");
         let facts = reader.sample().expect("second sample");

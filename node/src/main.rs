@@ -84,6 +84,15 @@ enum Command {
             value_delimiter = ','
         )]
         image_dirs: Vec<PathBuf>,
+        /// Where the host's boot id is read; a new value counts as a host boot, after which
+        /// the server starts this node's on-boot VMs.
+        #[arg(
+            long,
+            env = "KILN_BOOT_ID_FILE",
+            value_name = "PATH",
+            default_value = "/proc/sys/kernel/random/boot_id"
+        )]
+        boot_id_file: PathBuf,
     },
 }
 
@@ -93,6 +102,7 @@ struct RunOptions {
     vmm_bin: Option<PathBuf>,
     test_guest: Option<PathBuf>,
     image_dirs: Vec<PathBuf>,
+    boot_id_file: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -161,6 +171,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             vmm_bin,
             test_guest,
             image_dirs,
+            boot_id_file,
         } => {
             // kiln-vmm runs in its VM's directory: paths handed to it must be absolute.
             let data = DataDir::new(std::path::absolute(&cli.data_dir).with_context(|| {
@@ -173,6 +184,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                     vmm_bin,
                     test_guest,
                     image_dirs,
+                    boot_id_file,
                 },
             ))
         }
@@ -186,7 +198,8 @@ async fn run(data: &DataDir, options: RunOptions) -> anyhow::Result<()> {
         .server_config()
         .with_context(|| format!("cannot use the TLS files in {}", data.path().display()))?;
     let reader = facts::FactsReader::new(Path::new("/proc"), config.name.clone())
-        .context("cannot read host facts")?;
+        .context("cannot read host facts")?
+        .with_boot_id_file(options.boot_id_file.clone());
     let facts = facts::spawn_sampler(reader)
         .await
         .context("cannot read host facts")?;
@@ -266,6 +279,13 @@ async fn open_supervisor(
         host: vms::HostLimits {
             memory_mib: facts.mem_total / (1024 * 1024),
             cpus: facts.cpus,
+        },
+        cgroups: match vms::cgroup::Cgroups::detect(Path::new("/sys/fs/cgroup"), node) {
+            Ok(cgroups) => Some(cgroups),
+            Err(why) => {
+                tracing::warn!("VMs run without per-VM cgroups: {why}");
+                None
+            }
         },
     })
     .await

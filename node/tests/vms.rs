@@ -478,3 +478,45 @@ async fn wrong_requests_get_the_right_status_and_message() {
         other => panic!("console of a stopped VM: {:?}", other.map(|_| ())),
     }
 }
+
+/// Whether this host lets the agent create cgroups (cgroup v1 memory controller, root).
+fn cgroups_writable() -> bool {
+    let probe =
+        Path::new("/sys/fs/cgroup/memory").join(format!("kiln-probe-{}", std::process::id()));
+    let ok = std::fs::create_dir(&probe).is_ok();
+    let _ = std::fs::remove_dir(&probe);
+    ok
+}
+
+#[tokio::test]
+async fn each_vm_runs_in_a_cgroup_of_its_own_that_goes_with_it() {
+    if !cgroups_writable() {
+        eprintln!("skipped: /sys/fs/cgroup/memory is not writable here (VMs run without cgroups)");
+        return;
+    }
+    let node = TestNode::start();
+    let pid = node.start_vm(&spec(120)).await.pid.expect("pid");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    for controller in ["memory", "pids"] {
+        let line = cgroups
+            .lines()
+            .find(|l| l.split(':').nth(1) == Some(controller))
+            .unwrap_or_else(|| panic!("no {controller} line in {cgroups}"));
+        assert!(line.ends_with("/kiln/n1/vm-120"), "{line}");
+    }
+    let dir = Path::new("/sys/fs/cgroup/memory/kiln/n1/vm-120");
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).expect("procs");
+    assert!(procs.lines().any(|p| p == pid.to_string()), "{procs}");
+    node.client.stop_vm(120).await.expect("stop");
+    node.wait_for(120, "stopped", |v| v.state == VmPowerState::Stopped)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dir.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} outlived its VM",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -218,3 +218,52 @@ async fn vm_requests_with_bad_input_get_clear_errors_and_change_nothing() {
         .await;
     assert_eq!(code, 400, "{body}");
 }
+
+/// The `startall` tasks of node `node`.
+async fn startall_tasks(api: &harness::Api, node: &str) -> Vec<serde_json::Value> {
+    let tasks = api
+        .get(&format!("/api2/json/nodes/{node}/tasks?limit=100"))
+        .await
+        .1;
+    tasks["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["type"] == "startall")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn on_boot_vms_start_when_their_host_boots_and_only_then() {
+    let (c, api) = cluster_with_node(ServerOptions::default()).await;
+    for (vmid, onboot) in [(100, 1), (101, 0)] {
+        api.task_ok(
+            "n1",
+            "/api2/json/nodes/n1/qemu",
+            &format!(r#"{{"vmid": {vmid}, "name": "b{vmid}", "memory": 64, "onboot": {onboot}}}"#),
+        )
+        .await;
+    }
+    // Joining a node or restarting its agent is not a host boot.
+    c.kill_node("n1");
+    c.restart_node("n1");
+    api.wait_for_nodes_online(&["n1"], LONG).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    api.wait_vm("n1", 100, "stopped", LONG).await;
+    assert!(startall_tasks(&api, "n1").await.is_empty());
+
+    c.new_boot_id("n1", "n1-boot-2");
+    api.wait_vm("n1", 100, "running", LONG).await;
+    api.wait_vm("n1", 101, "stopped", LONG).await;
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let tasks = startall_tasks(&api, "n1").await;
+        if tasks.first().is_some_and(|t| t["exitstatus"] == "OK") {
+            assert_eq!(tasks.len(), 1, "{tasks:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{tasks:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

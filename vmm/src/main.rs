@@ -68,6 +68,11 @@ struct Args {
     /// Console scroll-back replayed to readers on attach, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SCROLLBACK)]
     scrollback_bytes: usize,
+    /// Join this cgroup (a directory with a `cgroup.procs` file) before anything else, so
+    /// all of the VM's memory and CPU time is accounted there. Repeatable (one per cgroup v1
+    /// hierarchy).
+    #[arg(long, value_name = "DIR")]
+    cgroup: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -105,6 +110,16 @@ fn main() {
 
 fn run() -> anyhow::Result<i32> {
     let args = Args::parse();
+    for cgroup in &args.cgroup {
+        // "0": this process. Before guest memory exists, so none of it is charged elsewhere.
+        let procs = cgroup.join("cgroup.procs");
+        if let Err(e) = std::fs::write(&procs, "0") {
+            eprintln!(
+                "kiln-vmm: warning: cannot join cgroup {}: {e}",
+                cgroup.display()
+            );
+        }
+    }
     let (boot, what) = match (&args.kernel, &args.migrate_receive) {
         (Some(kernel), _) => (
             Some(

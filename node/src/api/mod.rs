@@ -143,6 +143,7 @@ mod tests {
             kernel: "6.1".into(),
             mem_available: 5,
             vms: Vec::new(),
+            boot_id: String::new(),
         }
     }
 
@@ -157,6 +158,7 @@ mod tests {
                 memory_mib: 1024,
                 cpus: 2,
             },
+            cgroups: None,
         })
         .await
         .expect("supervisor");

@@ -17,6 +17,7 @@
 /// Buffer size of each direction of a migration stream relay.
 pub const MIGRATION_BUFFER: usize = 1 << 20;
 
+pub mod cgroup;
 pub mod control;
 pub mod images;
 pub mod process;

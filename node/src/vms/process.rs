@@ -14,6 +14,7 @@ use std::process::{ExitStatus, Stdio};
 
 use kiln_node_client::wire::VmSpec;
 
+use super::cgroup::VmCgroup;
 use super::images::BootImage;
 
 /// Line kiln-vmm writes to its stderr when its VM has stopped.
@@ -68,13 +69,14 @@ pub fn spawn(
     spec: &VmSpec,
     image: &BootImage,
     lease_deadline_ns: Option<u64>,
+    cgroup: Option<VmCgroup>,
 ) -> io::Result<tokio::process::Child> {
     let what = format!("with {}", image.kernel().display());
     let mut args = vmm_args(dir, spec, image);
     if let Some(deadline) = lease_deadline_ns {
         args.extend(["--lease-deadline-ns".into(), deadline.to_string().into()]);
     }
-    spawn_with(vmm_bin, dir, spec, &what, args)
+    spawn_with(vmm_bin, dir, spec, &what, args, cgroup)
 }
 
 /// Spawns `kiln-vmm --migrate-receive <dir>/migrate-in.sock` for `spec`: a paused VM without
@@ -83,6 +85,7 @@ pub fn spawn_receive(
     vmm_bin: &Path,
     dir: &VmDir,
     spec: &VmSpec,
+    cgroup: Option<VmCgroup>,
 ) -> io::Result<tokio::process::Child> {
     let args: Vec<OsString> = vec![
         "--migrate-receive".into(),
@@ -94,7 +97,7 @@ pub fn spawn_receive(
         "--vcpus".into(),
         spec.vcpus.to_string().into(),
     ];
-    spawn_with(vmm_bin, dir, spec, "as a migration target", args)
+    spawn_with(vmm_bin, dir, spec, "as a migration target", args, cgroup)
 }
 
 fn spawn_with(
@@ -103,6 +106,7 @@ fn spawn_with(
     spec: &VmSpec,
     what: &str,
     args: Vec<OsString>,
+    cgroup: Option<VmCgroup>,
 ) -> io::Result<tokio::process::Child> {
     use std::io::Write;
     let mut log = fs::OpenOptions::new()
@@ -125,6 +129,9 @@ fn spawn_with(
         .process_group(0)
         // The VM outlives the agent: never kill it because a handle was dropped.
         .kill_on_drop(false);
+    if let Some(cgroup) = cgroup {
+        command.args(cgroup.vmm_args());
+    }
     command.spawn()
 }
 

@@ -58,6 +58,8 @@ pub struct SupervisorConfig {
     pub images: ImageStore,
     /// What specs are checked against.
     pub host: HostLimits,
+    /// Per-VM cgroups, where the host lets the agent create them.
+    pub cgroups: Option<super::cgroup::Cgroups>,
 }
 
 /// The VMs of this node. Cheap to clone (shared).
@@ -441,8 +443,10 @@ impl Supervisor {
 
         let spawned = {
             let (bin, dir, spec) = (config.vmm_bin.clone(), dir.clone(), spec.clone());
+            let cgroups = config.cgroups.clone();
             tokio::task::spawn_blocking(move || {
-                process::spawn(&bin, &dir, &spec, &image, lease_deadline)
+                let cgroup = vm_cgroup(cgroups.as_ref(), spec.vmid);
+                process::spawn(&bin, &dir, &spec, &image, lease_deadline, cgroup)
             })
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
@@ -749,10 +753,17 @@ impl Supervisor {
                 _ => return, // a later incarnation or a forgotten VM
             }
         };
-        let logged = tokio::task::spawn_blocking(move || process::logged_stop_reason(&log))
-            .await
-            .ok()
-            .flatten();
+        let cgroups = self.inner.config.cgroups.clone();
+        let logged = tokio::task::spawn_blocking(move || {
+            // Its cgroup goes with it (a restart after a guest reset makes a new one).
+            if let Some(cgroups) = cgroups {
+                cgroups.remove(vmid);
+            }
+            process::logged_stop_reason(&log)
+        })
+        .await
+        .ok()
+        .flatten();
         let failed_incoming = logged
             .as_deref()
             .is_some_and(|l| l.starts_with(INCOMING_FAILED));
@@ -868,6 +879,21 @@ impl Supervisor {
         usage.rss_bytes = stats.rss_bytes;
         usage.uptime_ms = stats.uptime_ms;
         usage.sampled_at = Some(at);
+    }
+}
+
+/// VM `vmid`'s cgroup, created if need be (none if cgroups are off or it cannot be made:
+/// the VM then runs without one). Blocking.
+pub(super) fn vm_cgroup(
+    cgroups: Option<&super::cgroup::Cgroups>,
+    vmid: u32,
+) -> Option<super::cgroup::VmCgroup> {
+    match cgroups?.prepare(vmid) {
+        Ok(cgroup) => Some(cgroup),
+        Err(e) => {
+            tracing::warn!("VM {vmid}: runs without its own cgroup: {e}");
+            None
+        }
     }
 }
 

@@ -66,6 +66,7 @@ pub async fn run(app: AppState, period: Duration) {
             }
         }
         crate::vms::reconcile::run_once(&app).await;
+        crate::vms::onboot::run_once(&app).await;
         crate::ha::manager::run_round(&app).await;
         app.changes.notify();
     }

@@ -220,6 +220,31 @@ impl NodeRegistry {
             .collect()
     }
 
+    /// The boot id every online node last reported.
+    pub fn boot_ids(&self) -> Vec<(String, String)> {
+        let timeout = self.timeout();
+        self.nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, rt)| rt.state(timeout) == NodeState::Online)
+            .filter_map(|(name, rt)| Some((name.clone(), rt.facts.as_ref()?.boot_id.clone())))
+            .collect()
+    }
+
+    /// Whether any online node reports a copy of VM `vmid` waiting at a migration handover
+    /// (cheap: no copies made).
+    pub fn handover_pending(&self, vmid: u32) -> bool {
+        let timeout = self.timeout();
+        self.nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|rt| rt.state(timeout) == NodeState::Online)
+            .filter_map(|rt| rt.facts.as_ref())
+            .any(|f| f.vms.iter().any(|v| v.vmid == vmid && v.handover.is_some()))
+    }
+
     /// What every known node reports of VM `vmid`: `None` for a node that is not online
     /// (nothing known), `Some(None)` for an online node without it.
     pub fn reports_of(&self, vmid: u32) -> Vec<(String, Option<Option<VmRuntime>>)> {
@@ -321,6 +346,7 @@ mod tests {
             kernel: "6".into(),
             mem_available: 50,
             vms: Vec::new(),
+            boot_id: "b1".into(),
         }
     }
 

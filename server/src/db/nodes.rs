@@ -54,6 +54,29 @@ impl Db {
     }
 }
 
+impl Db {
+    /// The boot id node `name` last reported (`None` before its first report).
+    pub async fn node_boot_id(&self, name: &str) -> Result<Option<String>, DbError> {
+        let row = sqlx::query("SELECT boot_id FROM nodes WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading a node's boot id")?;
+        Ok(row.and_then(|r| r.get::<Option<String>, _>("boot_id")))
+    }
+
+    /// Record the boot id node `name` reports.
+    pub async fn set_node_boot_id(&self, name: &str, boot_id: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE nodes SET boot_id = ? WHERE name = ?")
+            .bind(boot_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .ctx("recording a node's boot id")?;
+        Ok(())
+    }
+}
+
 /// Insert a node inside a transaction (the join redeems its token in the same one).
 pub(super) async fn insert_node(
     tx: &mut sqlx::SqliteConnection,

@@ -122,13 +122,10 @@ pub fn settle(recorded: &str, seen: &[(String, Seen)]) -> Vec<Step> {
 /// Settle `vm`'s handover, if any copy of it waits at one. Returns whether it did anything
 /// (the caller then leaves the VM alone for this pass).
 pub async fn run_once(app: &AppState, vm: &mut VmRecord) -> bool {
-    let reports = app.nodes.reports_of(vm.vmid);
-    if !reports.iter().any(|(_, r)| {
-        r.as_ref()
-            .is_some_and(|rt| rt.as_ref().is_some_and(|rt| rt.handover.is_some()))
-    }) {
+    if !app.nodes.handover_pending(vm.vmid) {
         return false;
     }
+    let reports = app.nodes.reports_of(vm.vmid);
     let seen: Vec<(String, Seen)> = reports
         .iter()
         .map(|(n, r)| (n.clone(), Seen::of(r.as_ref().map(Option::as_ref))))

@@ -4,6 +4,7 @@
 pub mod handover;
 pub mod lifecycle;
 pub mod migrate;
+pub mod onboot;
 pub mod placement;
 pub mod reconcile;
 

@@ -333,16 +333,30 @@ impl Cluster {
     pub fn restart_node(&self, name: &str) {
         let mut nodes = self.nodes.lock().expect("lock");
         let entry = nodes.get_mut(name).expect("joined node");
+        // The host's "boot id" of this node, which a test may change to fake a host boot.
+        let boot_id = entry.1.join("boot_id");
+        if !boot_id.exists() {
+            std::fs::write(&boot_id, format!("{name}-boot-1\n")).expect("boot_id");
+        }
         let child = Command::new(node_bin())
             .arg("run")
             .arg("--data-dir")
             .arg(&entry.1)
+            .arg("--boot-id-file")
+            .arg(&boot_id)
             .envs(vm_env())
             .stdout(Stdio::null())
             .stderr(append_log(self.dir.path(), name))
             .spawn()
             .expect("spawn kiln-node");
         entry.0 = Some(Proc(child));
+    }
+
+    /// Make node `name` report a new host boot id, as after a reboot of its host.
+    pub fn new_boot_id(&self, name: &str, boot_id: &str) {
+        let nodes = self.nodes.lock().expect("lock");
+        let data = &nodes.get(name).expect("joined node").1;
+        std::fs::write(data.join("boot_id"), format!("{boot_id}\n")).expect("boot_id");
     }
 
     /// The directory of VM `vmid` on node `name`.

@@ -90,7 +90,20 @@ impl Supervisor {
                 changed: watch::channel(0).0,
             },
         );
-        let spawned = process::spawn_receive(&config.vmm_bin, &dir, &spec);
+        let spawned = {
+            let (bin, dir, spec, cgroups) = (
+                config.vmm_bin.clone(),
+                dir.clone(),
+                spec.clone(),
+                config.cgroups.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                let cgroup = super::vm_cgroup(cgroups.as_ref(), spec.vmid);
+                process::spawn_receive(&bin, &dir, &spec, cgroup)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
