@@ -80,14 +80,11 @@ async fn task_log(api: &Api, node: &str, upid: &str) -> String {
         .join("\n")
 }
 
-async fn wait_log_line(api: &Api, node: &str, upid: &str, needle: &str) {
+/// Wait until the cluster records `vmid` on `node` (the handover's record).
+async fn wait_recorded_on(api: &Api, vmid: u32, node: &str) {
     let deadline = Instant::now() + LONG;
-    loop {
-        let log = task_log(api, node, upid).await;
-        if log.contains(needle) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no {needle:?} in {log}");
+    while resource(api, vmid).await["node"] != node {
+        assert!(Instant::now() < deadline, "never recorded on {node}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -163,7 +160,7 @@ async fn a_running_vm_moves_live_and_the_server_records_its_new_node() {
     let log = task_log(&api, "n1", &upid).await;
     assert_eq!(exit, "OK", "{log}");
     assert!(log.contains("round 0:"), "{log}");
-    assert!(log.contains("recording node n2 as its owner"), "{log}");
+    assert!(log.contains("recorded node n2 as its owner"), "{log}");
     assert!(log.contains("migration finished: downtime"), "{log}");
 
     let after = api.wait_vm("n2", 100, "running", LONG).await;
@@ -315,7 +312,7 @@ async fn source_agent_killed_at_the_handover_leaves_exactly_one_copy_and_the_rec
     let (c, api) = three_nodes().await;
     running_vm(&api, "n1", 100, 128).await;
     let upid = start_migration(&api, "n1", 100, r#"{"target": "n2"}"#).await;
-    wait_log_line(&api, "n1", &upid, "recording node n2 as its owner").await;
+    wait_recorded_on(&api, 100, "n2").await;
     c.kill_node("n1");
     let exit = api.wait_task("n1", &upid, LONG).await;
     c.restart_node("n1");
@@ -393,7 +390,7 @@ async fn a_target_agent_killed_after_the_record_gets_its_commit_when_it_returns(
     running_vm(&api, "n1", 100, 128).await;
     c.guest_command("n1", 100, "mem fill 64 3").await;
     let upid = start_migration(&api, "n1", 100, r#"{"target": "n2"}"#).await;
-    wait_log_line(&api, "n1", &upid, "recording node n2 as its owner").await;
+    wait_recorded_on(&api, 100, "n2").await;
     c.kill_node("n2");
     let exit = api.wait_task("n1", &upid, LONG).await;
     assert!(exit.contains("settles the handover"), "{exit}");
@@ -435,11 +432,7 @@ async fn a_server_killed_after_the_record_commits_the_target_when_it_returns() {
     running_vm(&api, "n1", 100, 128).await;
     c.guest_command("n1", 100, "mem fill 64 5").await;
     start_migration(&api, "n1", 100, r#"{"target": "n2"}"#).await;
-    let deadline = Instant::now() + LONG;
-    while resource(&api, 100).await["node"] != "n2" {
-        assert!(Instant::now() < deadline, "never recorded on n2");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_recorded_on(&api, 100, "n2").await;
     c.kill_server();
     c.restart_server().await;
     let api = c.login().await;

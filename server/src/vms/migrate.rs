@@ -231,7 +231,7 @@ async fn online(
     log: &TaskLogger,
 ) -> Result<(), String> {
     let (source, _) = client(app, &vm.node).await?;
-    let (_, target_url) = client(app, &plan.target).await?;
+    let (target, target_url) = client(app, &plan.target).await?;
     log.log(format!(
         "live-migrating VM {} ({} MiB, {} vCPU) from node {} to node {}: downtime budget {} ms, bandwidth {}",
         vm.vmid,
@@ -290,8 +290,9 @@ async fn online(
             return Err(format!("{e}"));
         }
     };
-    progress.show(&status).await;
+    // The VM is paused from here to the commit: the log lines wait until it runs again.
     if status.phase != MigrationPhase::AwaitingCommit {
+        progress.show(&status).await;
         return Err(format!(
             "node {} answered the migration with phase {:?} instead of waiting for the commit; VM {} stays where that node says",
             vm.node, status.phase, vm.vmid
@@ -300,12 +301,25 @@ async fn online(
     // A stop that arrived while the last pages went is still honoured here.
     if cancelled || *stop.borrow() {
         let _ = source.migrate_cancel(vm.vmid).await;
+        progress.show(&status).await;
         return Err(format!(
             "cancelled; VM {} keeps running on node {}",
             vm.vmid, vm.node
         ));
     }
-    handover(app, vm, plan, &source, log).await
+    let handed = handover(app, vm, plan, &source, &target).await;
+    progress.show(&status).await;
+    match handed {
+        Ok(()) => {
+            log.log(format!(
+                "node {} had the whole VM; node {} handed it over, the cluster recorded node {} as its owner and started it there",
+                plan.target, vm.node, plan.target
+            ))
+            .await;
+            finish(app, vm, plan, &source, &target, log).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The target has the whole VM and the source holds it paused. The handover, in the order
@@ -318,9 +332,8 @@ async fn handover(
     vm: &VmRecord,
     plan: &MigrationPlan,
     source: &NodeClient,
-    log: &TaskLogger,
+    target: &NodeClient,
 ) -> Result<(), String> {
-    let (target, _) = client(app, &plan.target).await?;
     if let Err(e) = source.migrate_handover(vm.vmid).await {
         // Not handed over (its commit timeout or a cancel came first, or its agent is
         // gone): the VM is still the source's. The target's copy can never run.
@@ -331,11 +344,6 @@ async fn handover(
         ));
     }
     crate::failpoint::pause(crate::failpoint::MIGRATE_HANDED_OVER).await;
-    log.log(format!(
-        "node {} has the whole VM, handed over by node {}: recording node {} as its owner",
-        plan.target, vm.node, plan.target
-    ))
-    .await;
     if let Err(e) = app.db.set_vm_node(vm.vmid, &plan.target).await {
         let _ = target.migrate_cancel(vm.vmid).await;
         let _ = source.migrate_takeback(vm.vmid).await;
@@ -352,6 +360,18 @@ async fn handover(
             vm.vmid, plan.target, plan.target, vm.node
         ));
     }
+    Ok(())
+}
+
+/// The VM runs on the target: end the source's paused copy and report the figures.
+async fn finish(
+    app: &AppState,
+    vm: &VmRecord,
+    plan: &MigrationPlan,
+    source: &NodeClient,
+    target: &NodeClient,
+    log: &TaskLogger,
+) -> Result<(), String> {
     if let Ok(rt) = target.vm(vm.vmid).await {
         app.nodes.record_vm(&plan.target, vm.vmid, Some(rt));
     }
