@@ -54,6 +54,25 @@ const ASSUMED_THROUGHPUT: f64 = (1u64 << 30) as f64;
 /// Hard cap on rounds.
 const MAX_ROUNDS: u32 = 500;
 
+/// Rest (pages) small enough to send in the pause without another round: 1 MiB.
+const SMALL_REST_PAGES: u64 = 256;
+/// Rounds after which a rest that fits the budget is sent, shrinking or not.
+const MAX_SHRINK_ROUNDS: u32 = 10;
+
+/// The rest fits the downtime budget, but another round (while the guest runs) still pays
+/// off when the rest is not small yet and the last round shrank it by more than half: the
+/// pause then holds only what the guest dirties during one short round.
+fn worth_another_round(
+    sent: u64,
+    rest: u64,
+    expected: Duration,
+    budget: Duration,
+    round: u32,
+) -> bool {
+    let shrinking = (rest as f64) < sent as f64 * CONVERGENCE;
+    rest > SMALL_REST_PAGES && shrinking && expected > budget / 8 && round < MAX_SHRINK_ROUNDS
+}
+
 /// Start an outgoing migration on its own thread; returns its first status.
 pub fn start(vm: Arc<VmShared>, opts: SendOptions) -> Result<MigrationStatus, MigrationError> {
     if !vm.is_running() {
@@ -297,7 +316,7 @@ impl Source<'_> {
             });
             pending = dirtied;
             round += 1;
-            if expected <= budget {
+            if expected <= budget && !worth_another_round(n, dirtied_n, expected, budget, round) {
                 break;
             }
             // Convergence: each round should leave clearly less behind than it sent.
@@ -777,6 +796,26 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fitting_rest_gets_another_round_only_while_it_shrinks_and_is_not_small() {
+        let ms = Duration::from_millis;
+        let budget = ms(50);
+        // 30 ms of pages left after sending 100k: shrinking, big → one more round.
+        assert!(worth_another_round(100_000, 5_000, ms(30), budget, 1));
+        // Small rest, or a rest under an eighth of the budget → stop-and-copy now.
+        assert!(!worth_another_round(100_000, 200, ms(30), budget, 1));
+        assert!(!worth_another_round(100_000, 5_000, ms(5), budget, 1));
+        // Not shrinking by half, or too many rounds → stop-and-copy now.
+        assert!(!worth_another_round(8_000, 5_000, ms(30), budget, 1));
+        assert!(!worth_another_round(
+            100_000,
+            5_000,
+            ms(30),
+            budget,
+            MAX_SHRINK_ROUNDS
+        ));
+    }
 
     #[test]
     fn frame_builder_merges_runs_and_marks_zero_pages() {
