@@ -9,6 +9,7 @@ pub mod ha_status;
 pub mod join_dialog;
 pub mod meter;
 pub mod migrate_dialog;
+pub mod node_maintenance;
 pub mod node_summary;
 pub mod permissions;
 pub mod pools;
