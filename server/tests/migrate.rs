@@ -311,7 +311,6 @@ async fn source_agent_killed_at_the_handover_leaves_exactly_one_copy_and_the_rec
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("TEMP dump");
 }
 
 #[tokio::test]
