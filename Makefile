@@ -51,9 +51,10 @@ guest:
 	cd guest && $(CARGO) build --release
 
 ## make bench: start latency (API → console banner, next to kiln-vmm alone and QEMU microvm),
-## VMM memory overhead, 50-VM density and live migration (256 MiB–4 GiB, next to QEMU) on a real
-## cluster of release binaries (printed, not asserted; the run takes about 4 minutes once built;
-## BENCH_ARGS="--only migration" for one table). Installs qemu-system-x86 if missing. See bench/README.md.
+## VMM memory overhead, 50-VM density, live migration (256 MiB–4 GiB, next to QEMU) and HA
+## failover (node killed → banner on the new node) on a real cluster of release binaries
+## (printed, not asserted; the run takes about 6 minutes once built; BENCH_ARGS="--only failover"
+## for one table). Installs qemu-system-x86 if missing. See bench/README.md.
 bench: guest
 	bench/setup.sh
 	$(CARGO) build --release -p kiln-server -p kiln-node -p kiln-vmm

@@ -155,6 +155,8 @@ pub struct Cluster {
     pub node_pid: u32,
     /// Nodes added by [`Cluster::add_node`]: name and API URL.
     pub more_nodes: Vec<(String, String)>,
+    /// Pid of every node's agent (the first node's too), by name.
+    agents: Vec<(String, u32)>,
 }
 
 /// Join node `name` to the server (a fresh join token) and start its agent; its API URL and
@@ -191,20 +193,34 @@ async fn join_node(
         "kiln-node join: {}",
         String::from_utf8_lossy(&join.stderr)
     );
+    let pid = spawn_agent(scratch, bins, name)?;
+    Ok((format!("https://{listen}"), pid))
+}
+
+/// Start `kiln-node run` for the joined node `name` (its data directory is `<scratch>/<name>`,
+/// its log `<scratch>/<name>.log`, appended to); its pid. Adopted by `scratch`.
+fn spawn_agent(scratch: &mut Scratch, bins: &Binaries, name: &str) -> anyhow::Result<u32> {
+    let root = scratch.path().to_path_buf();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join(format!("{name}.log")))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null());
     let node = Command::new(&bins.node)
         .arg("run")
         .arg("--data-dir")
-        .arg(&node_dir)
+        .arg(root.join(name))
         .env("KILN_VMM_BIN", &bins.vmm)
         .env("KILN_TEST_GUEST", &bins.guest)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(log_file(&root, name))
+        .stderr(log)
         .spawn()
         .with_context(|| format!("cannot run {}", bins.node.display()))?;
     let pid = node.id();
     scratch.adopt(node);
-    Ok((format!("https://{listen}"), pid))
+    Ok(pid)
 }
 
 impl Cluster {
@@ -262,6 +278,7 @@ impl Cluster {
             server_pid,
             node_pid,
             more_nodes: Vec::new(),
+            agents: vec![(NODE.to_owned(), node_pid)],
         };
         let api = cluster.login().await?;
         api.wait_online(NODE, &root).await?;
@@ -276,8 +293,41 @@ impl Cluster {
         api: &Api,
         name: &str,
     ) -> anyhow::Result<()> {
-        let (url, _pid) = join_node(scratch, bins, &self.server_dir, &self.base, name).await?;
+        let (url, pid) = join_node(scratch, bins, &self.server_dir, &self.base, name).await?;
         self.more_nodes.push((name.to_owned(), url));
+        self.agents.push((name.to_owned(), pid));
+        api.wait_online(name, scratch.path()).await
+    }
+
+    /// Whether node `name` is part of the bench cluster.
+    pub fn has_node(&self, name: &str) -> bool {
+        self.agents.iter().any(|(n, _)| n == name)
+    }
+
+    /// Pid of node `name`'s agent.
+    pub fn agent_pid(&self, name: &str) -> anyhow::Result<u32> {
+        self.agents
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
+            .with_context(|| format!("no node {name} in the bench cluster"))
+    }
+
+    /// Start node `name`'s agent again (after it was killed) and wait until it is online.
+    pub async fn restart_agent(
+        &mut self,
+        scratch: &mut Scratch,
+        bins: &Binaries,
+        api: &Api,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        let pid = spawn_agent(scratch, bins, name)?;
+        if let Some(entry) = self.agents.iter_mut().find(|(n, _)| n == name) {
+            entry.1 = pid;
+        }
+        if name == NODE {
+            self.node_pid = pid;
+        }
         api.wait_online(name, scratch.path()).await
     }
 

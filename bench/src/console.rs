@@ -42,7 +42,8 @@ pub fn banner_line(bytes: &[u8]) -> Option<String> {
     Some(rest[..end].to_owned())
 }
 
-async fn read_banner<S>(ws: &mut WebSocketStream<S>, within: Duration) -> anyhow::Result<String>
+/// Read `ws` until the banner line shows (or `within` passes).
+pub async fn read_banner<S>(ws: &mut WebSocketStream<S>, within: Duration) -> anyhow::Result<String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

@@ -6,13 +6,16 @@
 //! 2. VMM overhead: `kiln-vmm` RSS minus the guest memory it has resident;
 //! 3. density: 50 test-guest VMs of 64 MiB started through the API on one node;
 //! 4. live migration: Kiln node → node through the API (a second node joins for it) next to
-//!    QEMU's `migrate` over TCP, for 256 MiB, 1 GiB and 4 GiB guests, idle and dirtying.
+//!    QEMU's `migrate` over TCP, for 256 MiB, 1 GiB and 4 GiB guests, idle and dirtying;
+//! 5. HA failover: an HA VM's node killed (agent and VM, SIGKILL) → the guest's banner on the
+//!    other node's console, in phases (detection, fencing wait, restart), default timings.
 //!
 //! Figures are printed, not asserted. Everything it started (server, agent, every `kiln-vmm`
 //! and QEMU) is killed at the end, also on error or Ctrl-C.
 
 mod cluster;
 mod console;
+mod failover;
 mod migration;
 mod procfs;
 mod qmp;
@@ -53,7 +56,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "latency,overhead,density,migration"
+        default_value = "latency,overhead,density,migration,failover"
     )]
     only: Vec<Part>,
     /// Runs per start-latency series.
@@ -77,6 +80,9 @@ struct Args {
     /// Rate of the dirtying load in the migration table, MiB/s.
     #[arg(long, default_value_t = 50)]
     migration_dirty: u64,
+    /// Failovers in the HA failover table.
+    #[arg(long, default_value_t = 5)]
+    failover_runs: usize,
     /// QEMU machine type of the migration comparison.
     #[arg(long, default_value = "microvm")]
     qemu_machine: String,
@@ -91,6 +97,7 @@ enum Part {
     Overhead,
     Density,
     Migration,
+    Failover,
 }
 
 fn main() {
@@ -181,10 +188,20 @@ async fn run(args: &Args, scratch: &mut Scratch) -> anyhow::Result<()> {
         density(args, &cluster, &api, &server_console).await?;
     }
     if args.only.contains(&Part::Migration) {
-        cluster
-            .add_node(scratch, &bins, &api, migration::TARGET_NODE)
-            .await?;
+        if !cluster.has_node(migration::TARGET_NODE) {
+            cluster
+                .add_node(scratch, &bins, &api, migration::TARGET_NODE)
+                .await?;
+        }
         migration_table(args, scratch, &bins, &cluster, &api).await?;
+    }
+    if args.only.contains(&Part::Failover) {
+        if !cluster.has_node(migration::TARGET_NODE) {
+            cluster
+                .add_node(scratch, &bins, &api, migration::TARGET_NODE)
+                .await?;
+        }
+        failover_table(args, scratch, &bins, &mut cluster, &api).await?;
     }
     Ok(())
 }
@@ -747,6 +764,79 @@ async fn migration_table(
         "  reproduce: make bench BENCH_ARGS=\"--only migration\"   (or: target/release/kiln-bench --only migration --migration-sizes {} --migration-dirty {})",
         sizes.join(","),
         args.migration_dirty
+    );
+    Ok(())
+}
+
+/// 5. HA failover.
+async fn failover_table(
+    args: &Args,
+    scratch: &mut Scratch,
+    bins: &Binaries,
+    cluster: &mut Cluster,
+    api: &Api,
+) -> anyhow::Result<()> {
+    let runs = args.failover_runs;
+    let other = migration::TARGET_NODE;
+    heading(&format!(
+        "5. HA failover: the node of an HA VM ({} MiB) killed with its VM (SIGKILL) → the guest's banner on the other node's console ({runs} runs, {NODE} ↔ {other}; server defaults: heartbeat {} ms, node timeout 5 s, lease 8 s, margin 2 s)",
+        args.memory_mib, args.heartbeat_ms
+    ));
+    let results = failover::table(
+        scratch,
+        bins,
+        cluster,
+        api,
+        [NODE, other],
+        runs,
+        args.memory_mib,
+    )
+    .await?;
+    let secs = |f: fn(&failover::Run) -> f64| -> Summary {
+        Summary::of(&results.iter().map(f).collect::<Vec<_>>())
+    };
+    fn s(d: Duration) -> f64 {
+        d.as_secs_f64()
+    }
+    println!(
+        "{:<66} {:>8} {:>8} {:>8}",
+        "phase (s)", "median", "max", "min"
+    );
+    let row = |name: &str, x: Summary| {
+        println!("{name:<66} {:>8.2} {:>8.2} {:>8.2}", x.median, x.max, x.min);
+    };
+    row(
+        "detection: kill → the server calls the node offline",
+        secs(|r| s(r.offline)),
+    );
+    row(
+        "detection: kill → the resource in fence (node lost)",
+        secs(|r| s(r.fence)),
+    );
+    row(
+        "fencing wait: fence → recovery (the lease has surely expired)",
+        secs(|r| s(r.recovery) - s(r.fence)),
+    );
+    row(
+        "restart: recovery → banner on the new node's console",
+        secs(|r| s(r.banner) - s(r.recovery)),
+    );
+    row(
+        "  of which: recovery → running in the server's view",
+        secs(|r| s(r.running) - s(r.recovery)),
+    );
+    row(
+        "total: kill → banner on the new node's console",
+        secs(|r| s(r.banner)),
+    );
+    let total = secs(|r| s(r.banner));
+    println!(
+        "Proxmox VE documents ≈ 2 minutes for the same event (60 s fence delay + 120 s lock expiry): Kiln's median is {:.0}× shorter than 120 s",
+        120.0 / total.median.max(0.001)
+    );
+    println!("how: VM {} (HA resource, state started, no rules) on one node; after 3 s, SIGKILL of that node's kiln-node and the VM's kiln-vmm at once; /nodes, /cluster/ha/status/current and /cluster/resources polled every {} ms; once the resource is in recovery, the target node's console (NodeClient, mutual TLS) is opened every {} ms until the banner shows (scroll-back replays it). Medians and maxima are per phase, so they need not add up. The killed agent is restarted between runs and the next run kills the other node.", failover::VMID, failover::POLL.as_millis(), failover::POLL.as_millis());
+    println!(
+        "  reproduce: make bench BENCH_ARGS=\"--only failover\"   (or: target/release/kiln-bench --only failover --failover-runs {runs})"
     );
     Ok(())
 }

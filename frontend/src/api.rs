@@ -8,6 +8,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use kiln_api_types::ha::{
+    HaManagerStatus, HaResource, HaResourceCreate, HaResourceUpdate, HaRule, HaRuleRequest,
+    MaintenanceRequest, NodeMaintenance,
+};
 use kiln_api_types::{
     ClusterResource, ClusterStatusEntry, Envelope, ImageEntry, JoinTokenCreated, NodeStatus,
     TaskLogLine, TaskSummary, Ticket, TicketRequest, VmConfig, VmCreateRequest, VmStatus,
@@ -16,6 +20,19 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::session::Auth;
+
+/// Kiln's own routes (`/api2/kiln/...`); paths without a leading `/` are under `/api2/json`.
+const KILN: &str = "/api2/kiln";
+
+/// The URL of an API path: absolute when it starts with `/`, else under `/api2/json/`.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+fn url_of(path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/api2/json/{path}")
+    }
+}
 
 /// Why an API call failed, in words for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +148,7 @@ async fn send<T: DeserializeOwned>(
 ) -> Result<T, ApiError> {
     use gloo_net::http::Request;
 
-    let url = format!("/api2/json/{path}");
+    let url = url_of(path);
     let mut builder = match method {
         Method::Get => Request::get(&url),
         Method::Post => Request::post(&url),
@@ -170,7 +187,8 @@ async fn send<T: DeserializeOwned>(
     _csrf_token: Option<&str>,
 ) -> Result<T, ApiError> {
     Err(ApiError::Network(format!(
-        "/api2/json/{path} can only be fetched by the browser"
+        "{} can only be fetched by the browser",
+        url_of(path)
     )))
 }
 
@@ -276,6 +294,92 @@ impl Api {
         self.get("cluster/ha/status/current").await
     }
 
+    /// `GET /cluster/ha/status/manager_status`.
+    pub async fn ha_manager_status(self) -> Result<HaManagerStatus, ApiError> {
+        self.get("cluster/ha/status/manager_status").await
+    }
+
+    /// `GET /cluster/ha/resources`.
+    pub async fn ha_resources(self) -> Result<Vec<HaResource>, ApiError> {
+        self.get("cluster/ha/resources").await
+    }
+
+    /// `POST /cluster/ha/resources`: puts a VM under HA.
+    pub async fn create_ha_resource(self, request: &HaResourceCreate) -> Result<(), ApiError> {
+        self.post_json::<serde_json::Value, _>("cluster/ha/resources", request)
+            .await
+            .map(|_| ())
+    }
+
+    /// `PUT /cluster/ha/resources/{sid}`.
+    pub async fn update_ha_resource(
+        self,
+        sid: &str,
+        request: &HaResourceUpdate,
+    ) -> Result<(), ApiError> {
+        self.put_json::<serde_json::Value, _>(
+            &format!("cluster/ha/resources/{}", segment(sid)),
+            request,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `DELETE /cluster/ha/resources/{sid}`: the VM leaves HA (it keeps running).
+    pub async fn delete_ha_resource(self, sid: &str) -> Result<(), ApiError> {
+        self.delete::<serde_json::Value>(&format!("cluster/ha/resources/{}", segment(sid)))
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /cluster/ha/rules` (each with the conflicts it has with the others).
+    pub async fn ha_rules(self) -> Result<Vec<HaRule>, ApiError> {
+        self.get("cluster/ha/rules").await
+    }
+
+    /// `POST /cluster/ha/rules`.
+    pub async fn create_ha_rule(self, request: &HaRuleRequest) -> Result<(), ApiError> {
+        self.post_json::<serde_json::Value, _>("cluster/ha/rules", request)
+            .await
+            .map(|_| ())
+    }
+
+    /// `PUT /cluster/ha/rules/{rule}`.
+    pub async fn update_ha_rule(self, rule: &str, request: &HaRuleRequest) -> Result<(), ApiError> {
+        self.put_json::<serde_json::Value, _>(
+            &format!("cluster/ha/rules/{}", segment(rule)),
+            request,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `DELETE /cluster/ha/rules/{rule}`.
+    pub async fn delete_ha_rule(self, rule: &str) -> Result<(), ApiError> {
+        self.delete::<serde_json::Value>(&format!("cluster/ha/rules/{}", segment(rule)))
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /api2/kiln/nodes/{node}/maintenance` (Kiln extension).
+    pub async fn node_maintenance(self, node: &str) -> Result<NodeMaintenance, ApiError> {
+        self.get(&format!("{KILN}/nodes/{}/maintenance", segment(node)))
+            .await
+    }
+
+    /// `POST /api2/kiln/nodes/{node}/maintenance` (Kiln extension): on or off.
+    pub async fn set_node_maintenance(self, node: &str, enable: bool) -> Result<(), ApiError> {
+        let body = MaintenanceRequest {
+            enable: u8::from(enable),
+        };
+        self.post_json::<serde_json::Value, _>(
+            &format!("{KILN}/nodes/{}/maintenance", segment(node)),
+            &body,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// `GET /nodes/{node}/status`.
     pub async fn node_status(self, node: &str) -> Result<NodeStatus, ApiError> {
         self.get(&format!("nodes/{}/status", segment(node))).await
@@ -379,6 +483,15 @@ mod tests {
             "UPID:n1:0001:root@kiln:"
         );
         assert_eq!(segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn paths_are_under_api2_json_unless_absolute() {
+        assert_eq!(url_of("cluster/ha/rules"), "/api2/json/cluster/ha/rules");
+        assert_eq!(
+            url_of(&format!("{KILN}/nodes/n1/maintenance")),
+            "/api2/kiln/nodes/n1/maintenance"
+        );
     }
 
     #[test]

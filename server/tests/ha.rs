@@ -629,6 +629,11 @@ async fn maintenance_drains_a_node_and_nothing_returns_until_it_ends() {
         status["data"]["manager_status"]["node_status"]["n1"], "maintenance",
         "{status}"
     );
+    let state = api.get("/api2/kiln/nodes/n1/maintenance").await.1;
+    assert_eq!(state["data"]["enable"], 1, "{state}");
+    assert!(state["data"]["since"].as_i64().is_some(), "{state}");
+    let state = api.get("/api2/kiln/nodes/n2/maintenance").await.1;
+    assert_eq!(state["data"]["enable"], 0, "{state}");
     // n1 has the higher priority, but stays empty while in maintenance.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(vm_resource(&api, 100).await["node"], "n2");
@@ -643,6 +648,16 @@ async fn maintenance_drains_a_node_and_nothing_returns_until_it_ends() {
         .post("/api2/kiln/nodes/nx/maintenance", r#"{"enable": 1}"#)
         .await;
     assert_eq!(code, 404, "{body}");
+    let (code, body) = api.get("/api2/kiln/nodes/nx/maintenance").await;
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = api
+        .post("/api2/kiln/nodes/n1/maintenance", r#"{"enable": "maybe"}"#)
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(
+        api.get("/api2/kiln/nodes/n1/maintenance").await.1["data"]["enable"],
+        0
+    );
 }
 
 /// Failover time with the default timings (heartbeat 1 s, lease 8 s, margin 2 s, node

@@ -1,8 +1,9 @@
-//! Datacenter: the Summary, Permissions and Pools tabs.
+//! Datacenter: the Summary, HA, Permissions and Pools tabs.
 
 use leptos::prelude::*;
 
 use crate::components::datacenter::DatacenterSummary;
+use crate::components::ha::HaView;
 use crate::components::permissions::PermissionsView;
 use crate::components::pools::PoolsView;
 
@@ -11,6 +12,8 @@ use crate::components::pools::PoolsView;
 pub enum DcTab {
     /// Cluster health, resources, status, joining nodes.
     Summary,
+    /// High availability: resources, rules, manager status.
+    Ha,
     /// Users, groups, ACL entries.
     Permissions,
     /// Pools and their quotas.
@@ -21,6 +24,7 @@ impl DcTab {
     fn label(self) -> &'static str {
         match self {
             DcTab::Summary => "Summary",
+            DcTab::Ha => "HA",
             DcTab::Permissions => "Permissions",
             DcTab::Pools => "Pools",
         }
@@ -29,6 +33,7 @@ impl DcTab {
     fn testid(self) -> &'static str {
         match self {
             DcTab::Summary => "dc-tab-summary",
+            DcTab::Ha => "dc-tab-ha",
             DcTab::Permissions => "dc-tab-permissions",
             DcTab::Pools => "dc-tab-pools",
         }
@@ -59,6 +64,7 @@ pub fn DatacenterTabs(
     view! {
         <div class="tabs" role="tablist">
             {button(DcTab::Summary)}
+            {button(DcTab::Ha)}
             {button(DcTab::Permissions)}
             {button(DcTab::Pools)}
         </div>
@@ -71,6 +77,7 @@ pub fn DatacenterView() -> impl IntoView {
     let tab = RwSignal::new(DcTab::Summary);
     move || match tab.get() {
         DcTab::Summary => view! { <DatacenterSummary tab/> }.into_any(),
+        DcTab::Ha => view! { <HaView tab/> }.into_any(),
         DcTab::Permissions => view! { <PermissionsView tab/> }.into_any(),
         DcTab::Pools => view! { <PoolsView tab/> }.into_any(),
     }

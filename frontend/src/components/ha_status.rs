@@ -1,4 +1,4 @@
-//! Datacenter → High availability: every node's lease and every HA resource's state, with the
+//! Datacenter → Summary's High availability card: every node's lease and every HA resource's state, with the
 //! reason the manager gives (waiting for a lease to expire, no allowed node, error…).
 
 use kiln_api_types::ha::HaStatusEntry;
@@ -64,7 +64,7 @@ pub fn HaStatusCard() -> impl IntoView {
             {move || error.get().map(|e| view! { <div class="notice error" role="alert">{e}</div> })}
             <Show
                 when=move || !services().is_empty()
-                fallback=|| view! { <p class="muted">"No HA resources. Add one with POST /api2/json/cluster/ha/resources."</p> }
+                fallback=|| view! { <p class="muted">"No HA resources. Add one on the HA tab."</p> }
             >
                 <table class="grid" data-testid="ha-resources">
                     <thead>

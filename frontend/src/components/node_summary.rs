@@ -1,5 +1,5 @@
 //! Node → Summary: the node's state and figures, live from the event stream plus
-//! `GET /nodes/{node}/status` (refreshed every few seconds).
+//! `GET /nodes/{node}/status` (refreshed every few seconds), and its HA maintenance toggle.
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use leptos::prelude::*;
 
 use crate::api::Api;
 use crate::components::meter::Meter;
+use crate::components::node_maintenance::NodeMaintenanceCard;
 use crate::components::vm_wizard::CreateVm;
 use crate::events::{node_state, ClusterData};
 use crate::format;
@@ -209,6 +210,7 @@ pub fn NodeSummary(
                         })
                     />
                 </div>
+                <NodeMaintenanceCard node=node.clone()/>
             </div>
         </section>
     }

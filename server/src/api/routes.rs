@@ -409,6 +409,11 @@ pub fn routes() -> Vec<Route> {
             &HA_READ,
             ha::manager_status,
         ),
+        get(
+            "/api2/kiln/nodes/{node}/maintenance",
+            &NODE_AUDIT,
+            ha::maintenance_state,
+        ),
         post(
             "/api2/kiln/nodes/{node}/maintenance",
             &perm!("/nodes/{node}", &[SysModify]),

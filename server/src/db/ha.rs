@@ -283,6 +283,16 @@ impl Db {
         Ok(rows.into_iter().map(|r| r.get("node")).collect())
     }
 
+    /// Since when (Unix seconds) `node` is in maintenance; `None` if it is not.
+    pub async fn ha_maintenance_since(&self, node: &str) -> Result<Option<i64>, DbError> {
+        let row = sqlx::query("SELECT since FROM ha_node_maintenance WHERE node = ?")
+            .bind(node)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading a node's maintenance mode")?;
+        Ok(row.map(|r| r.get("since")))
+    }
+
     /// Put `node` in maintenance or take it out.
     pub async fn set_ha_maintenance(&self, node: &str, on: bool) -> Result<(), DbError> {
         let query = if on {
@@ -376,5 +386,7 @@ mod tests {
         assert_eq!(db.ha_maintenance_nodes().await.unwrap(), vec!["n1", "n2"]);
         db.set_ha_maintenance("n1", false).await.unwrap();
         assert_eq!(db.ha_maintenance_nodes().await.unwrap(), vec!["n2"]);
+        assert!(db.ha_maintenance_since("n2").await.unwrap().is_some());
+        assert_eq!(db.ha_maintenance_since("n1").await.unwrap(), None);
     }
 }

@@ -3,16 +3,18 @@
 //! Reading needs `Sys.Audit` on `/`, changing needs `Sys.Modify` on `/`; the CSRF token of
 //! changes is checked by the auth middleware.
 
+mod maintenance;
 mod resources;
 mod rules;
 mod status;
 
+pub use maintenance::{maintenance, maintenance_state};
 pub use resources::{
     create_resource, delete_resource, get_resource, list_resources, migrate, relocate,
     update_resource,
 };
 pub use rules::{create_rule, delete_rule, get_rule, list_rules, update_rule};
-pub use status::{annotate, maintenance, manager_status, status_current};
+pub use status::{annotate, manager_status, status_current};
 
 use super::error::ApiError;
 use crate::auth::{authorize, AuthUser, Privilege};

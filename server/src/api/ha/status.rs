@@ -1,53 +1,16 @@
-//! `/cluster/ha/status/...`, node maintenance, and `hastate` in the cluster resources.
+//! `/cluster/ha/status/...` and `hastate` in the cluster resources.
 
-use axum::extract::{Path, State};
-use kiln_api_types::ha::HaStatusEntry;
+use axum::extract::State;
+use kiln_api_types::ha::{
+    HaManagerStatus, HaStatusEntry, LrmStatus, ManagerStatus, Quorum, ServiceStatus,
+};
 use kiln_api_types::{ClusterResource, NodeState};
-use serde::Deserialize;
 
 use super::can_read;
 use crate::api::error::{ok, ApiError, ApiResult};
-use crate::api::params::{pve_bool, Body};
-use crate::auth::{authorize, AuthUser, Privilege};
+use crate::auth::AuthUser;
 use crate::ha::state::HaState;
 use crate::state::AppState;
-
-/// Body of `POST /api2/kiln/nodes/{node}/maintenance`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MaintenanceRequest {
-    /// 1: enter maintenance, 0: leave it.
-    #[serde(default, deserialize_with = "pve_bool")]
-    pub enable: Option<bool>,
-}
-
-/// `POST /api2/kiln/nodes/{node}/maintenance` (Kiln extension; Proxmox's
-/// `ha-manager crm-command node-maintenance enable|disable`): HA moves the node's resources
-/// away and places nothing there until it leaves maintenance.
-pub async fn maintenance(
-    State(app): State<AppState>,
-    user: AuthUser,
-    Path(node): Path<String>,
-    Body(req): Body<MaintenanceRequest>,
-) -> ApiResult<()> {
-    authorize(&user, &format!("/nodes/{node}"), Privilege::SysModify)?;
-    if app.db.node(&node).await?.is_none() {
-        return Err(ApiError::NotFound(format!(
-            "no node '{node}' in the cluster"
-        )));
-    }
-    let enable = req
-        .enable
-        .ok_or_else(|| ApiError::param("enable", "property is missing and it is not optional"))?;
-    app.db.set_ha_maintenance(&node, enable).await?;
-    tracing::info!(
-        node = %node,
-        "node {} maintenance",
-        if enable { "enters" } else { "leaves" }
-    );
-    app.changes.notify();
-    Ok(ok(()))
-}
 
 fn lease_left(app: &AppState, node: &str) -> Option<u64> {
     app.nodes.get(node).lease.and_then(|l| l.remaining_ms)
@@ -131,11 +94,11 @@ pub async fn status_current(
 pub async fn manager_status(
     State(app): State<AppState>,
     user: AuthUser,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<HaManagerStatus> {
     can_read(&user)?;
     let policy = app.nodes.lease_policy();
-    let mut node_status = serde_json::Map::new();
-    let mut lrm_status = serde_json::Map::new();
+    let mut node_status = std::collections::BTreeMap::new();
+    let mut lrm_status = std::collections::BTreeMap::new();
     let maintenance = app.db.ha_maintenance_nodes().await?;
     for n in app.db.nodes().await? {
         let online = app.nodes.get(&n.name).state(app.nodes.timeout()) == NodeState::Online;
@@ -148,42 +111,47 @@ pub async fn manager_status(
         } else {
             "fence"
         };
-        node_status.insert(n.name.clone(), word.into());
+        node_status.insert(n.name.clone(), word.to_owned());
         let rt = app.nodes.get(&n.name);
         lrm_status.insert(
             n.name.clone(),
-            serde_json::json!({
-                "lease_remaining_ms": rt.lease.and_then(|l| l.remaining_ms),
-                "guarded_vms": rt.lease.map(|l| l.guarded_vms),
-                "last_answer_ms_ago": rt.last_seen.map(|t| t.elapsed().as_millis() as u64),
-            }),
+            LrmStatus {
+                lease_remaining_ms: rt.lease.and_then(|l| l.remaining_ms),
+                guarded_vms: rt.lease.map(|l| l.guarded_vms),
+                last_answer_ms_ago: rt.last_seen.map(|t| t.elapsed().as_millis() as u64),
+            },
         );
     }
-    let mut service_status = serde_json::Map::new();
-    for s in app.db.ha_services().await? {
-        service_status.insert(
-            s.sid.clone(),
-            serde_json::json!({
-                "state": s.state,
-                "node": s.node,
-                "target": s.target,
-                "restarts": s.restarts,
-                "relocates": s.relocates,
-                "reason": s.reason,
-            }),
-        );
-    }
-    Ok(ok(serde_json::json!({
-        "manager_status": {
-            "master_node": "kiln-server",
-            "node_status": node_status,
-            "service_status": service_status,
-            "lease_ms": policy.lease.as_millis() as u64,
-            "lease_margin_ms": policy.margin.as_millis() as u64,
+    let service_status = app
+        .db
+        .ha_services()
+        .await?
+        .into_iter()
+        .map(|s| {
+            (
+                s.sid,
+                ServiceStatus {
+                    state: s.state,
+                    node: s.node,
+                    target: s.target,
+                    restarts: s.restarts,
+                    relocates: s.relocates,
+                    reason: s.reason,
+                },
+            )
+        })
+        .collect();
+    Ok(ok(HaManagerStatus {
+        manager_status: ManagerStatus {
+            master_node: "kiln-server".into(),
+            node_status,
+            service_status,
+            lease_ms: policy.lease.as_millis() as u64,
+            lease_margin_ms: policy.margin.as_millis() as u64,
         },
-        "lrm_status": lrm_status,
-        "quorum": { "quorate": "1" },
-    })))
+        lrm_status,
+        quorum: Quorum::default(),
+    }))
 }
 
 /// Set `hastate` on the VMs of `resources` that are HA resources.
