@@ -157,9 +157,37 @@ impl Db {
         Ok(())
     }
 
-    /// Remove an HA resource and the manager's state of it.
+    /// Remove an HA resource and the manager's state of it, and purge it from the rules
+    /// that name it (as Proxmox's `purge`, its default): a rule left without resources (or a
+    /// resource-affinity rule with fewer than two) goes too.
     pub async fn delete_ha_resource(&self, sid: &str) -> Result<bool, DbError> {
         let mut tx = self.pool.begin().await.ctx("removing an HA resource")?;
+        let rules = sqlx::query("SELECT rule, type, resources FROM ha_rules")
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("reading the HA rules")?;
+        for row in rules {
+            let (rule, kind, resources): (String, String, String) =
+                (row.get("rule"), row.get("type"), row.get("resources"));
+            let Some(rest) = without_resource(&resources, sid) else {
+                continue;
+            };
+            let needed = if kind == "resource-affinity" { 2 } else { 1 };
+            if rest.len() < needed {
+                sqlx::query("DELETE FROM ha_rules WHERE rule = ?")
+                    .bind(&rule)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("removing an emptied HA rule")?;
+            } else {
+                sqlx::query("UPDATE ha_rules SET resources = ? WHERE rule = ?")
+                    .bind(rest.join(","))
+                    .bind(&rule)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("purging a resource from an HA rule")?;
+            }
+        }
         let done = sqlx::query("DELETE FROM ha_resources WHERE sid = ?")
             .bind(sid)
             .execute(&mut *tx)
@@ -312,6 +340,21 @@ impl Db {
     }
 }
 
+/// `resources` (comma-separated sids) without `sid`; `None` if it was not there.
+fn without_resource(resources: &str, sid: &str) -> Option<Vec<String>> {
+    let all: Vec<&str> = resources
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    all.contains(&sid).then(|| {
+        all.into_iter()
+            .filter(|s| *s != sid)
+            .map(String::from)
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,6 +399,55 @@ mod tests {
         assert_eq!(db.ha_services().await.unwrap(), vec![service]);
         assert!(db.delete_ha_resource("vm:100").await.unwrap());
         assert!(db.ha_services().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_removed_resource_is_purged_from_its_rules() {
+        let (db, _dir) = temp_db().await;
+        let rule = |id: &str, kind: &str, resources: &str| HaRuleRecord {
+            rule: id.into(),
+            kind: kind.into(),
+            resources: resources.into(),
+            nodes: if kind == "node-affinity" {
+                "n1".into()
+            } else {
+                String::new()
+            },
+            strict: false,
+            affinity: if kind == "node-affinity" {
+                String::new()
+            } else {
+                "negative".into()
+            },
+            disable: false,
+            comment: String::new(),
+        };
+        for r in [
+            rule("only-100", "node-affinity", "vm:100"),
+            rule("both", "node-affinity", "vm:100,vm:101"),
+            rule("apart-pair", "resource-affinity", "vm:100,vm:101"),
+            rule("apart-three", "resource-affinity", "vm:100,vm:101,vm:102"),
+            rule("other", "node-affinity", "vm:1000"),
+        ] {
+            assert!(db.insert_ha_rule(&r).await.unwrap());
+        }
+        db.insert_ha_resource(&resource()).await.unwrap();
+        assert!(db.delete_ha_resource("vm:100").await.unwrap());
+        let left: Vec<(String, String)> = db
+            .ha_rules()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.rule, r.resources))
+            .collect();
+        assert_eq!(
+            left,
+            vec![
+                ("apart-three".to_string(), "vm:101,vm:102".to_string()),
+                ("both".to_string(), "vm:101".to_string()),
+                ("other".to_string(), "vm:1000".to_string()),
+            ]
+        );
     }
 
     #[tokio::test]
