@@ -1302,3 +1302,43 @@ async fn permission_matrix_follows_the_route_table() {
         failures.join("\n")
     );
 }
+
+#[tokio::test]
+async fn guessing_a_token_secret_is_throttled_like_a_password() {
+    let (c, root) = cluster_with_node().await;
+    add_user(&root, "ops@kiln").await;
+    grant(&root, "/", "ops@kiln", "PVEAuditor").await;
+    let ops = c.login_as("ops@kiln", PASSWORD).await;
+    let t = ok(
+        &ops,
+        "POST",
+        "/api2/json/access/users/ops@kiln/token/t",
+        json!({"privsep": 0}),
+    )
+    .await;
+    let secret = t["value"].as_str().unwrap();
+    let good = c.token_api("ops@kiln!t", secret);
+    assert_eq!(good.get("/api2/json/nodes").await.0, 200);
+    let guess = c.token_api("ops@kiln!t", "00000000-0000-0000-0000-000000000000");
+    for _ in 0..5 {
+        assert_eq!(guess.get("/api2/json/nodes").await.0, 401);
+    }
+    // Now even the right secret waits: the guesser cannot tell when it found it.
+    let (code, res) = good.get("/api2/json/nodes").await;
+    assert_eq!(code, 429, "{res}");
+    assert!(
+        res.to_string()
+            .contains("too many failed API token attempts"),
+        "{res}"
+    );
+    // Other tokens of the same user are not blocked.
+    let other = ok(
+        &ops,
+        "POST",
+        "/api2/json/access/users/ops@kiln/token/u",
+        json!({"privsep": 0}),
+    )
+    .await;
+    let other_api = c.token_api("ops@kiln!u", other["value"].as_str().unwrap());
+    assert_eq!(other_api.get("/api2/json/nodes").await.0, 200);
+}

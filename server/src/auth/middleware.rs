@@ -95,9 +95,35 @@ pub async fn authenticate(
         .and_then(tokens::parse_header);
     if let Some(presented) = token_header {
         // API tokens: no session and no CSRF token (a token is never sent by a browser on
-        // its own).
+        // its own). Failures are throttled per token id and per client address, as logins.
+        let ip = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let key = match &presented {
+            Ok((id, _)) => format!("token {id}"),
+            Err(_) => "token (malformed)".to_owned(),
+        };
+        if let Some(ip) = ip {
+            if let Err(throttled) = app.login_limiter.check(&key, ip) {
+                tracing::warn!(rhost = %ip, "refused an API token attempt: {key}: {throttled}");
+                return ApiError::TooManyRequests {
+                    retry_after: throttled.retry_after(),
+                    message: format!(
+                        "too many failed API token attempts ({key}); try again in {} s",
+                        throttled.retry_after()
+                    ),
+                }
+                .into_response();
+            }
+        }
         let verified =
             presented.and_then(|(id, secret)| tokens::verify(&access, &id, &secret, now));
+        if verified.is_err() {
+            if let Some(ip) = ip {
+                app.login_limiter.record_failure(&key, ip);
+            }
+        }
         return match verified {
             Ok((userid, token)) => {
                 req.extensions_mut().insert(SessionInfo {
