@@ -28,6 +28,7 @@ use super::spec::{check_spec, check_vmid, HostLimits};
 use super::VmError;
 use crate::lease::NodeLease;
 
+mod handover;
 mod migration;
 
 /// How long kiln-vmm may take from spawn until its control socket answers.
