@@ -10,7 +10,7 @@
 //! node's own certificate, bridges `<vm dir>/migrate-out.sock` to that stream, tells kiln-vmm
 //! `migrate_send` to the socket and waits for the end — or, with `await_commit`, until the
 //! target has the whole VM, when the handover ([`super::handover`]) takes over. After a
-//! completed migration the VM is stopped here with the reason "migrated to <target>".
+//! completed migration the VM is stopped here with the reason `migrated to <target>`.
 
 use std::collections::HashMap;
 use std::path::Path;
