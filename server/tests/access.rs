@@ -1045,6 +1045,11 @@ impl Principal {
                 .unwrap()
                 .iter()
                 .any(|c| self.allowed(c, params)),
+            "all" => check["all_of"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| self.allowed(c, params)),
             "session-only" => !anonymous && !self.token && self.allowed(&check["then"], params),
             other => panic!("check kind {other} not modelled by the matrix"),
         }
@@ -1075,6 +1080,11 @@ fn check_params(check: &Value, out: &mut BTreeSet<String>) {
             out.insert(check["param"].as_str().unwrap().to_owned());
         }
         "or" => check["any_of"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .for_each(|c| check_params(c, out)),
+        "all" => check["all_of"]
             .as_array()
             .unwrap()
             .iter()
@@ -1209,6 +1219,7 @@ async fn permission_matrix_follows_the_route_table() {
     let params: BTreeMap<&str, String> = [
         ("node", "n1".to_owned()),
         ("vmid", "100".to_owned()),
+        ("newid", "150".to_owned()),
         ("upid", task),
         ("userid", "fixture@kiln".to_owned()),
         ("tokenid", "fixtok".to_owned()),

@@ -216,6 +216,51 @@ pub async fn check_vm_start(app: &AppState, vm: &VmRecord) -> Result<(), StartRe
     Ok(())
 }
 
+/// Why a new VM could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertRefused {
+    /// The pool named for it does not exist.
+    #[error("pool '{0}' does not exist; GET /api2/json/pools lists them")]
+    UnknownPool(String),
+    /// The pool is full.
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Store a new VM, in `pool` if given: the pool's VM limit is checked and the VM added
+/// under the access write lock, so concurrent creations and clones cannot overfill it.
+/// `Ok(false)`: the VM id is taken (nothing changed).
+pub async fn insert_vm(
+    app: &AppState,
+    vm: &VmRecord,
+    pool: Option<&str>,
+) -> Result<bool, InsertRefused> {
+    let Some(pool) = pool else {
+        return Ok(app.db.insert_vm(vm).await?);
+    };
+    let lock = app.access.lock().await;
+    let ac = app.access.current();
+    let info = ac
+        .pool(pool)
+        .ok_or_else(|| InsertRefused::UnknownPool(pool.to_owned()))?;
+    check_members(pool, &info.quota, info.vms.len() as u32, 1)?;
+    let inserted = app.db.insert_vm_in_pool(vm, pool).await?;
+    app.access.reload(&app.db, &lock).await?;
+    Ok(inserted)
+}
+
+/// Remove a VM record that a failed operation created, with its ACL entries and pool
+/// membership (the VM never ran).
+pub async fn remove_vm(app: &AppState, vmid: u32) -> Result<(), DbError> {
+    app.db.delete_vm(vmid).await?;
+    let lock = app.access.lock().await;
+    app.db.remove_vm_access(vmid).await?;
+    app.access.reload(&app.db, &lock).await
+}
+
 /// Why a start was refused by its pool.
 #[derive(Debug, thiserror::Error)]
 pub enum StartRefused {
@@ -243,6 +288,7 @@ mod tests {
             description: String::new(),
             onboot: false,
             desired: "stopped".into(),
+            template: false,
         }
     }
 

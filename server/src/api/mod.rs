@@ -16,6 +16,7 @@ mod pools;
 mod qemu;
 pub mod routes;
 mod tasks;
+mod templates;
 mod version;
 
 use axum::extract::DefaultBodyLimit;

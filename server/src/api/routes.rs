@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{
     access, audit, cluster, console, events, guard, ha, join, migrate, nodes, pools, qemu, tasks,
-    version,
+    templates, version,
 };
 use crate::access::Check;
 use crate::access::Privilege::{self, *};
@@ -134,6 +134,20 @@ const VM_CREATE: Check = Check::Or {
     any_of: &[
         perm!("/vms/{vmid}", &[VmAllocate]),
         perm!("/pool/{pool}", &[VmAllocate]),
+    ],
+};
+
+/// Proxmox's clone check: `VM.Clone` on the source, and `VM.Allocate` on the new id or on
+/// the pool it goes into.
+const VM_CLONE: Check = Check::All {
+    all_of: &[
+        perm!("/vms/{vmid}", &[VmClone]),
+        Check::Or {
+            any_of: &[
+                perm!("/vms/{newid}", &[VmAllocate]),
+                perm!("/pool/{pool}", &[VmAllocate]),
+            ],
+        },
     ],
 };
 
@@ -327,6 +341,16 @@ pub fn routes() -> Vec<Route> {
             &perm!("/vms/{vmid}", &[VmMigrate]),
             migrate::migrate,
         ),
+        post(
+            "/api2/json/nodes/{node}/qemu/{vmid}/template",
+            &perm!("/vms/{vmid}", &[VmAllocate]),
+            templates::template,
+        ),
+        post(
+            "/api2/json/nodes/{node}/qemu/{vmid}/clone",
+            &VM_CLONE,
+            templates::clone,
+        ),
         get(
             "/api2/json/nodes/{node}/qemu/{vmid}/status/current",
             &perm!("/vms/{vmid}", &[VmAudit]),
@@ -485,7 +509,8 @@ mod tests {
             // query parameters) the ones listed here.
             for p in r.check.params() {
                 let in_path = r.path.contains(&format!("{{{p}}}"));
-                let known_elsewhere = matches!(p, "vmid" | "pool" | "path" | "poolid" | "userid");
+                let known_elsewhere =
+                    matches!(p, "vmid" | "newid" | "pool" | "path" | "poolid" | "userid");
                 assert!(
                     in_path || known_elsewhere,
                     "{} {}: check reads unknown parameter {p}",

@@ -163,6 +163,7 @@ mod tests {
             description: String::new(),
             onboot: false,
             desired: "stopped".into(),
+            template: false,
         }
     }
 

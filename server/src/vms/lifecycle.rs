@@ -41,6 +41,12 @@ async fn record_desired(app: &AppState, vmid: u32, desired: &str, log: &TaskLogg
 
 /// Start `vm` on its node.
 pub async fn start(app: AppState, vm: VmRecord, log: TaskLogger) -> Result<(), String> {
+    if vm.template {
+        return Err(format!(
+            "VM {} is a template and cannot be started; clone it",
+            vm.vmid
+        ));
+    }
     log.log(format!(
         "starting VM {} ({}) on node {}: {} vCPU(s), {} MiB, image {}",
         vm.vmid, vm.name, vm.node, vm.cores, vm.memory_mib, vm.image
