@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 pub mod ha;
+pub mod labs;
+pub mod roster;
 
 /// The `{"data": ...}` envelope every `/api2/json` response is wrapped in.
 ///

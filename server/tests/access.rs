@@ -918,6 +918,16 @@ const OPEN_TO_USERS: &[(&str, &str, &str)] = &[
         "/api2/kiln/events",
         "filtered like resources and tasks",
     ),
+    (
+        "GET",
+        "/api2/kiln/labs",
+        "filtered: labs the caller runs or audits (Pool.* on the lab pool) or attends",
+    ),
+    (
+        "GET",
+        "/api2/kiln/labs/{labid}",
+        "instructors and auditors see every student, a student only itself, anyone else 404",
+    ),
 ];
 /// Routes without authentication.
 const PUBLIC: &[(&str, &str)] = &[
@@ -1226,6 +1236,7 @@ async fn permission_matrix_follows_the_route_table() {
         ("groupid", "fixgroup".to_owned()),
         ("roleid", "FixtureRole".to_owned()),
         ("poolid", "fixpool".to_owned()),
+        ("labid", "fixpool".to_owned()),
         ("pool", "fixpool".to_owned()),
         ("action", "start".to_owned()),
         ("path", "/vms/100".to_owned()),

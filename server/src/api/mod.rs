@@ -9,6 +9,7 @@ mod events;
 mod guard;
 mod ha;
 pub mod join;
+mod labs;
 mod migrate;
 mod nodes;
 pub mod params;

@@ -15,6 +15,7 @@ use crate::access::ids::check_name as check_id;
 use crate::access::pools::{self, StartRefused};
 use crate::auth::{authorize, AuthUser, Privilege};
 use crate::db::{NodeRecord, VmRecord};
+use crate::labs;
 use crate::state::AppState;
 use crate::vms::{self, check_name, check_vmid, lifecycle, observe, placement, Observed};
 
@@ -574,6 +575,7 @@ pub async fn action(
                 format!("VM {id} is a template and cannot be started; clone it with POST /api2/json/nodes/{node}/qemu/{id}/clone")
             })?;
             require(!seen.is_active(), || format!("VM {id} is already {state}"))?;
+            labs::check_window(&app, &user, id).await?;
             placement::check_capacity(&app, &node, id, vm.memory_mib)?;
             // Fails early; the word that counts is spoken under the placement lock below.
             pools::check_vm_start(&app, &vm)
@@ -583,9 +585,12 @@ pub async fn action(
         "suspend" => require(state == "running", || {
             format!("VM {id} is {state}; only a running VM can be paused")
         })?,
-        "resume" => require(state == "paused", || {
-            format!("VM {id} is {state}, not paused")
-        })?,
+        "resume" => {
+            require(state == "paused", || {
+                format!("VM {id} is {state}, not paused")
+            })?;
+            labs::check_window(&app, &user, id).await?;
+        }
         _ => require(seen.is_active(), || format!("VM {id} is not running"))?,
     }
     let task_app = app.clone();
@@ -629,6 +634,14 @@ pub async fn destroy(
 ) -> ApiResult<String> {
     let vm = find_vm(&app, &node, &vmid).await?;
     authorize(&user, &vm_path(vm.vmid), Privilege::VmAllocate)?;
+    let using = app.db.labs_using_template(vm.vmid).await?;
+    if !using.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "VM {} is the template of lab(s) {}; tear them down first",
+            vm.vmid,
+            using.join(", ")
+        )));
+    }
     let guard = app.vm_locks.lock(vm.vmid, "qmdestroy")?;
     match observe(&app, &vm) {
         Observed::Unknown => {

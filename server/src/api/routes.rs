@@ -10,8 +10,8 @@ use axum::routing::MethodRouter;
 use serde::Serialize;
 
 use super::{
-    access, audit, cluster, console, events, guard, ha, join, migrate, nodes, pools, qemu, tasks,
-    templates, version,
+    access, audit, cluster, console, events, guard, ha, join, labs, migrate, nodes, pools, qemu,
+    tasks, templates, version,
 };
 use crate::access::Check;
 use crate::access::Privilege::{self, *};
@@ -150,6 +150,11 @@ const VM_CLONE: Check = Check::All {
         },
     ],
 };
+
+/// Running a lab: `Pool.Allocate` on its pool (the lab's id).
+const LAB_MANAGE: Check = perm!("/pool/{labid}", &[PoolAllocate]);
+/// Making or removing a lab's VMs.
+const LAB_ALLOCATE: Check = perm!("/pool/{labid}", &[PoolAllocate, VmAllocate]);
 
 /// Every API route.
 pub fn routes() -> Vec<Route> {
@@ -448,6 +453,34 @@ pub fn routes() -> Vec<Route> {
         post("/api2/kiln/join", &PUBLIC, join::join),
         get("/api2/kiln/events", &ANY_USER, events::stream),
         get("/api2/kiln/audit", &perm!("/", &[SysAudit]), audit::list),
+        // teaching labs
+        get("/api2/kiln/labs", &ANY_USER, labs::list),
+        post("/api2/kiln/labs", &LAB_ALLOCATE, labs::create),
+        get("/api2/kiln/labs/{labid}", &ANY_USER, labs::read),
+        put("/api2/kiln/labs/{labid}", &LAB_MANAGE, labs::update),
+        delete("/api2/kiln/labs/{labid}", &LAB_ALLOCATE, labs::remove),
+        post(
+            "/api2/kiln/labs/{labid}/students",
+            &LAB_MANAGE,
+            labs::roster::import,
+        ),
+        post(
+            "/api2/kiln/labs/{labid}/deploy",
+            &LAB_ALLOCATE,
+            labs::actions::deploy,
+        ),
+        post(
+            "/api2/kiln/labs/{labid}/status/{action}",
+            &perm!("/pool/{labid}", &[VmPowerMgmt]),
+            labs::actions::power,
+        ),
+        post(
+            "/api2/kiln/labs/{labid}/reset",
+            &Check::Or {
+                any_of: &[Check::IsUser { param: "userid" }, LAB_MANAGE],
+            },
+            labs::actions::reset,
+        ),
         get(
             "/api2/kiln/nodes/{node}/qemu/{vmid}/console",
             &perm!("/vms/{vmid}", &[VmConsole]),
@@ -509,8 +542,10 @@ mod tests {
             // query parameters) the ones listed here.
             for p in r.check.params() {
                 let in_path = r.path.contains(&format!("{{{p}}}"));
-                let known_elsewhere =
-                    matches!(p, "vmid" | "newid" | "pool" | "path" | "poolid" | "userid");
+                let known_elsewhere = matches!(
+                    p,
+                    "vmid" | "newid" | "pool" | "path" | "poolid" | "userid" | "labid"
+                );
                 assert!(
                     in_path || known_elsewhere,
                     "{} {}: check reads unknown parameter {p}",

@@ -132,9 +132,10 @@ impl Reserved {
     }
 }
 
-/// Copy the source's disks to the new VM. Kiln VMs have none yet: the image they boot from
-/// belongs to the node's image store and is shared, not copied.
-async fn copy_disks(_src: &VmRecord, _new: &VmRecord, log: &TaskLogger) -> Result<(), String> {
+/// Copy the source's disks to the new VM (a clone, or a lab VM being reset). Kiln VMs have
+/// none yet: the image they boot from belongs to the node's image store and is shared, not
+/// copied.
+pub async fn copy_disks(_src: &VmRecord, _new: &VmRecord, log: &TaskLogger) -> Result<(), String> {
     log.log("no disks to copy: the VM boots from its node's image store")
         .await;
     Ok(())

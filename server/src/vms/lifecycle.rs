@@ -145,6 +145,21 @@ pub async fn pause(
     Ok(())
 }
 
+/// Have the node forget what it keeps of stopped VM `vm` (its directory: console scroll-back,
+/// logs), keeping the VM itself; a node that cannot is noted in the log, not an error.
+pub async fn forget_on_node(app: &AppState, vm: &VmRecord, log: &TaskLogger) {
+    match client(app, &vm.node).await {
+        Ok(c) => {
+            app.nodes.record_vm(&vm.node, vm.vmid, None);
+            if let Err(e) = c.delete_vm(vm.vmid).await {
+                log.log(format!("note: node {} kept its copy: {e}", vm.node))
+                    .await;
+            }
+        }
+        Err(e) => log.log(format!("note: {e}")).await,
+    }
+}
+
 /// Remove a stopped VM: its runtime leftovers on the node, then its configuration.
 pub async fn destroy(app: AppState, vm: VmRecord, log: TaskLogger) -> Result<(), String> {
     log.log(format!("removing VM {} ({})", vm.vmid, vm.name))

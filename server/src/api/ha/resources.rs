@@ -130,12 +130,14 @@ pub async fn create_resource(
                 format!("VM {vmid} does not exist; create it first"),
             ))
         }
-        Some(vm) if vm.template => return Err(ApiError::param(
-            "sid",
-            format!(
+        Some(vm) if vm.template => {
+            return Err(ApiError::param(
+                "sid",
+                format!(
                 "VM {vmid} is a template, which never runs; clone it and put the clone under HA"
             ),
-        )),
+            ))
+        }
         Some(_) => {}
     }
     let record = HaResourceRecord {
