@@ -4,6 +4,7 @@
 //! and the others go on. Starts obey the nodes' memory and the pools' quotas as single starts do.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use futures::StreamExt;
 
@@ -11,7 +12,7 @@ use crate::access::pools;
 use crate::db::VmRecord;
 use crate::state::AppState;
 use crate::tasks::TaskLogger;
-use crate::vms::{lifecycle, observe, placement, Observed};
+use crate::vms::{lifecycle, observe, placement, Observed, VmLockGuard};
 
 /// VMs changed at once.
 const PARALLEL: usize = 4;
@@ -84,13 +85,28 @@ pub async fn run(app: AppState, labid: String, start: bool, log: TaskLogger) -> 
     }
 }
 
+/// Tries to take a VM's lock before giving up (a single start or stop holds it briefly).
+const LOCK_ATTEMPTS: u32 = 5;
+
+/// Take VM `vmid`'s lock, waiting a little for another short operation to end.
+async fn lock(app: &AppState, vmid: u32, kind: &'static str) -> Result<VmLockGuard, String> {
+    let mut attempt = 1;
+    loop {
+        match app.vm_locks.lock(vmid, kind) {
+            Ok(guard) => return Ok(guard),
+            Err(e) if attempt == LOCK_ATTEMPTS => return Err(e.to_string()),
+            Err(_) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 /// Start or stop one VM; `Ok(false)` when it was in that state already.
 async fn one(app: &AppState, vm: VmRecord, start: bool, log: &TaskLogger) -> Result<bool, String> {
     let kind = if start { "qmstart" } else { "qmstop" };
-    let _guard = app
-        .vm_locks
-        .lock(vm.vmid, kind)
-        .map_err(|e| e.to_string())?;
+    let _guard = lock(app, vm.vmid, kind).await?;
     let seen = observe(app, &vm);
     if seen == Observed::Unknown {
         return Err(format!(
