@@ -10,8 +10,13 @@ export async function openLoginPage(page: Page): Promise<void> {
 
 /** Logs in as the admin and waits for the hydrated console. */
 export async function logIn(page: Page, password: string): Promise<void> {
+  await logInAs(page, ADMIN_USER, password);
+}
+
+/** Logs in as `user` and waits for the hydrated console. */
+export async function logInAs(page: Page, user: string, password: string): Promise<void> {
   await openLoginPage(page);
-  await page.getByTestId('login-username').fill(ADMIN_USER);
+  await page.getByTestId('login-username').fill(user);
   await page.getByTestId('login-password').fill(password);
   await page.getByTestId('login-submit').click();
   await expect(page.getByTestId('console')).toHaveAttribute('data-ready', 'true');

@@ -300,6 +300,9 @@ pub struct PoolEntry {
     pub poolid: String,
     /// Free text.
     pub comment: String,
+    /// The parent pool (a lab's student pools are children of the lab's pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// Limits.
     #[serde(flatten)]
     pub quota: PoolQuota,

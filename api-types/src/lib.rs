@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 pub mod ha;
+pub mod labs;
+pub mod roster;
 
 /// The `{"data": ...}` envelope every `/api2/json` response is wrapped in.
 ///
@@ -257,6 +259,9 @@ pub struct ClusterResource {
     /// VMs managed by HA: the HA manager's state (`started`, `fence`, `recovery`, `error`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hastate: Option<String>,
+    /// VMs: 1 for a template (cloned, never started), as Proxmox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<u8>,
 }
 
 /// Task state: running, or stopped with an exit status.
@@ -342,6 +347,9 @@ pub struct VmListEntry {
     /// Process id of its `kiln-vmm`, when running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// 1 for a template, as Proxmox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<u8>,
 }
 
 /// `GET /api2/json/nodes/{node}/qemu/{vmid}/status/current`.
@@ -394,6 +402,9 @@ pub struct VmConfig {
     pub description: String,
     /// Start when the cluster starts (0/1).
     pub onboot: u8,
+    /// 1 for a template (cloned, never started), as Proxmox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<u8>,
     /// Hash of the configuration, for optimistic locking on `PUT`.
     pub digest: String,
 }
@@ -424,6 +435,32 @@ pub struct VmCreateRequest {
     /// suffices to create it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+}
+
+/// `POST /api2/json/nodes/{node}/qemu/{vmid}/clone`: copy a VM (usually a template) into a
+/// new one (task `qmclone`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VmCloneRequest {
+    /// Id of the new VM (from `/cluster/nextid`).
+    pub newid: u32,
+    /// Name of the new VM (default `Copy-of-VM-<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Node of the new VM (default: the source's node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Put the new VM into this pool (its quota applies; `VM.Allocate` on `/pool/{pool}`
+    /// suffices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Description of the new VM (default: the source's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Proxmox's full (1) or linked (0) clone; Kiln VMs have no disks yet, so both copy the
+    /// configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<u8>,
 }
 
 /// An image in a node's image store (`GET /api2/json/nodes/{node}/images`, Kiln extension).

@@ -12,6 +12,9 @@ use kiln_api_types::ha::{
     HaManagerStatus, HaResource, HaResourceCreate, HaResourceUpdate, HaRule, HaRuleRequest,
     MaintenanceRequest, NodeMaintenance,
 };
+use kiln_api_types::labs::{
+    LabAccounts, LabCreate, LabDetail, LabEntry, LabImport, LabReset, LabUpdate,
+};
 use kiln_api_types::{
     ClusterResource, ClusterStatusEntry, Envelope, ImageEntry, JoinTokenCreated, NodeStatus,
     TaskLogLine, TaskSummary, Ticket, TicketRequest, VmConfig, VmCreateRequest, VmStatus,
@@ -23,16 +26,6 @@ use crate::session::Auth;
 
 /// Kiln's own routes (`/api2/kiln/...`); paths without a leading `/` are under `/api2/json`.
 const KILN: &str = "/api2/kiln";
-
-/// The URL of an API path: absolute when it starts with `/`, else under `/api2/json/`.
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-fn url_of(path: &str) -> String {
-    if path.starts_with('/') {
-        path.to_owned()
-    } else {
-        format!("/api2/json/{path}")
-    }
-}
 
 /// Why an API call failed, in words for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +103,16 @@ pub fn segment(raw: &str) -> String {
     out
 }
 
+/// The URL of an API path: relative paths are under `/api2/json/`, absolute ones (Kiln's own
+/// `/api2/kiln/...`) are taken as they are.
+pub fn api_url(path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/api2/json/{path}")
+    }
+}
+
 /// Turns a raw HTTP answer into the envelope's data or an [`ApiError`].
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 fn decode<T: DeserializeOwned>(status: u16, status_text: &str, body: &str) -> Result<T, ApiError> {
@@ -148,7 +151,7 @@ async fn send<T: DeserializeOwned>(
 ) -> Result<T, ApiError> {
     use gloo_net::http::Request;
 
-    let url = url_of(path);
+    let url = api_url(path);
     let mut builder = match method {
         Method::Get => Request::get(&url),
         Method::Post => Request::post(&url),
@@ -188,7 +191,7 @@ async fn send<T: DeserializeOwned>(
 ) -> Result<T, ApiError> {
     Err(ApiError::Network(format!(
         "{} can only be fetched by the browser",
-        url_of(path)
+        api_url(path)
     )))
 }
 
@@ -470,6 +473,93 @@ impl Api {
         self.delete(&format!("nodes/{}/qemu/{vmid}", segment(node)))
             .await
     }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/template`: makes a stopped VM a template; returns the
+    /// task's UPID.
+    pub async fn make_template(self, node: &str, vmid: u32) -> Result<String, ApiError> {
+        self.post_json(
+            &format!("nodes/{}/qemu/{vmid}/template", segment(node)),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// `GET /api2/kiln/labs`: the labs the user runs, audits or attends.
+    pub async fn labs(self) -> Result<Vec<LabEntry>, ApiError> {
+        self.get("/api2/kiln/labs").await
+    }
+
+    /// `GET /api2/kiln/labs/{labid}`: a lab and its students.
+    pub async fn lab(self, labid: &str) -> Result<LabDetail, ApiError> {
+        self.get(&format!("/api2/kiln/labs/{}", segment(labid)))
+            .await
+    }
+
+    /// `POST /api2/kiln/labs`: creates a lab; answers the accounts a CSV roster created.
+    pub async fn create_lab(self, request: &LabCreate) -> Result<LabAccounts, ApiError> {
+        self.post_json("/api2/kiln/labs", request).await
+    }
+
+    /// `PUT /api2/kiln/labs/{labid}`: changes its schedule or comment.
+    pub async fn update_lab(self, labid: &str, request: &LabUpdate) -> Result<(), ApiError> {
+        self.put_json::<serde_json::Value, _>(
+            &format!("/api2/kiln/labs/{}", segment(labid)),
+            request,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `DELETE /api2/kiln/labs/{labid}`: tears the lab down; returns the task's UPID.
+    pub async fn delete_lab(self, labid: &str) -> Result<String, ApiError> {
+        self.delete(&format!("/api2/kiln/labs/{}", segment(labid)))
+            .await
+    }
+
+    /// `POST /api2/kiln/labs/{labid}/students`: adds accounts from a roster CSV.
+    pub async fn import_students(self, labid: &str, csv: String) -> Result<LabAccounts, ApiError> {
+        self.post_json(
+            &format!("/api2/kiln/labs/{}/students", segment(labid)),
+            &LabImport { csv },
+        )
+        .await
+    }
+
+    /// `POST /api2/kiln/labs/{labid}/deploy`: returns the task's UPID.
+    pub async fn deploy_lab(self, labid: &str) -> Result<String, ApiError> {
+        self.post_json(
+            &format!("/api2/kiln/labs/{}/deploy", segment(labid)),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// `POST /api2/kiln/labs/{labid}/status/{start|stop}`: returns the task's UPID.
+    pub async fn lab_power(self, labid: &str, action: &str) -> Result<String, ApiError> {
+        self.post_json(
+            &format!(
+                "/api2/kiln/labs/{}/status/{}",
+                segment(labid),
+                segment(action)
+            ),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// `POST /api2/kiln/labs/{labid}/reset`: re-clones a student's VM (the caller's without
+    /// `userid`); returns the task's UPID.
+    pub async fn reset_lab_vm(
+        self,
+        labid: &str,
+        userid: Option<String>,
+    ) -> Result<String, ApiError> {
+        self.post_json(
+            &format!("/api2/kiln/labs/{}/reset", segment(labid)),
+            &LabReset { userid },
+        )
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -487,9 +577,9 @@ mod tests {
 
     #[test]
     fn paths_are_under_api2_json_unless_absolute() {
-        assert_eq!(url_of("cluster/ha/rules"), "/api2/json/cluster/ha/rules");
+        assert_eq!(api_url("cluster/ha/rules"), "/api2/json/cluster/ha/rules");
         assert_eq!(
-            url_of(&format!("{KILN}/nodes/n1/maintenance")),
+            api_url(&format!("{KILN}/nodes/n1/maintenance")),
             "/api2/kiln/nodes/n1/maintenance"
         );
     }

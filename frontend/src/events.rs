@@ -412,6 +412,7 @@ mod tests {
             maxmem: None,
             uptime: None,
             hastate: None,
+            template: None,
         }
     }
 

@@ -63,6 +63,60 @@ pub fn timestamp(unix_secs: i64) -> String {
     format!("{date} {time}")
 }
 
+/// The current Unix time (the browser's clock; the server's when rendered there).
+pub fn now_secs() -> i64 {
+    #[cfg(feature = "hydrate")]
+    {
+        (js_sys::Date::now() / 1000.0) as i64
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// A Unix time as the value of an `<input type="datetime-local">` (`YYYY-MM-DDTHH:MM`, the
+/// browser's time zone).
+pub fn datetime_local(unix_secs: i64) -> String {
+    let (date, time) = civil_from_unix(unix_secs + local_offset_secs(unix_secs));
+    format!("{date}T{}", &time[..5])
+}
+
+/// Reads the value of an `<input type="datetime-local">` (`YYYY-MM-DDTHH:MM[:SS]`, the
+/// browser's time zone) as a Unix time.
+pub fn parse_datetime_local(text: &str) -> Option<i64> {
+    let (date, time) = text.trim().split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute) = (t.next()??, t.next()??);
+    let second = t.next().flatten().unwrap_or(0);
+    let valid = (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && (0..24).contains(&hour)
+        && (0..60).contains(&minute)
+        && (0..60).contains(&second);
+    if !valid {
+        return None;
+    }
+    let naive = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(naive - local_offset_secs(naive))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// The browser's UTC offset at the given instant, in seconds east of UTC.
 #[cfg(feature = "hydrate")]
 fn local_offset_secs(unix_secs: i64) -> i64 {
@@ -135,6 +189,21 @@ mod tests {
         assert_eq!(ago(4), "4 s ago");
         assert_eq!(ago(600), "10 min ago");
         assert_eq!(ago(7200), "2 h ago");
+    }
+
+    #[test]
+    fn datetime_inputs_round_trip() {
+        assert_eq!(datetime_local(1_700_000_000), "2023-11-14T22:13");
+        assert_eq!(
+            parse_datetime_local("2023-11-14T22:13"),
+            Some(1_699_999_980)
+        );
+        assert_eq!(
+            parse_datetime_local("2000-02-29T00:00:00"),
+            Some(951_782_400)
+        );
+        assert_eq!(parse_datetime_local("2023-13-01T00:00"), None);
+        assert_eq!(parse_datetime_local("tomorrow"), None);
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct RunArgs {
     /// A session unused this long ends (seconds).
     #[arg(long, env = "KILN_SESSION_IDLE_SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
     pub session_idle_secs: u64,
+    /// Seconds between two checks of the labs' schedules (their end stops their VMs).
+    #[arg(long, env = "KILN_LAB_CHECK_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub lab_check_secs: u64,
     /// A session ends this long after login (seconds).
     #[arg(long, env = "KILN_SESSION_MAX_SECS", default_value_t = 8 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub session_max_secs: u64,
@@ -89,6 +92,11 @@ impl RunArgs {
     /// Heartbeat period.
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// Period of the labs' schedule check.
+    pub fn lab_check(&self) -> Duration {
+        Duration::from_secs(self.lab_check_secs)
     }
 
     /// Silence after which a node is offline.

@@ -13,6 +13,7 @@ mod db;
 mod failpoint;
 mod ha;
 mod https;
+mod labs;
 mod pki;
 mod state;
 mod tasks;
@@ -162,6 +163,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .min(args.node_timeout()),
         ),
         vm_locks: vms::VmLocks::default(),
+        lab_locks: labs::LabLocks::default(),
         reconciler: vms::reconcile::Reconciler::default(),
         ha: ha::manager::HaManager::default(),
         placement: tokio::sync::Mutex::new(()),
@@ -199,6 +201,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_state(state.clone());
 
     tokio::spawn(cluster::heartbeat::run(state.clone(), args.heartbeat()));
+    tokio::spawn(labs::schedule::run(state.clone(), args.lab_check()));
 
     let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(args.listen)

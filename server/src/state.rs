@@ -29,6 +29,8 @@ pub struct Inner {
     pub clients: NodeClients,
     /// VM operations in progress (one at a time per VM).
     pub vm_locks: crate::vms::VmLocks,
+    /// Lab operations in progress (one at a time per lab).
+    pub lab_locks: crate::labs::LabLocks,
     /// Memory of the VM reconcile loop.
     pub reconciler: crate::vms::reconcile::Reconciler,
     /// The HA manager's memory between rounds.

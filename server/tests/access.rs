@@ -918,6 +918,16 @@ const OPEN_TO_USERS: &[(&str, &str, &str)] = &[
         "/api2/kiln/events",
         "filtered like resources and tasks",
     ),
+    (
+        "GET",
+        "/api2/kiln/labs",
+        "filtered: labs the caller runs or audits (Pool.* on the lab pool) or attends",
+    ),
+    (
+        "GET",
+        "/api2/kiln/labs/{labid}",
+        "instructors and auditors see every student, a student only itself, anyone else 404",
+    ),
 ];
 /// Routes without authentication.
 const PUBLIC: &[(&str, &str)] = &[
@@ -1045,6 +1055,11 @@ impl Principal {
                 .unwrap()
                 .iter()
                 .any(|c| self.allowed(c, params)),
+            "all" => check["all_of"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| self.allowed(c, params)),
             "session-only" => !anonymous && !self.token && self.allowed(&check["then"], params),
             other => panic!("check kind {other} not modelled by the matrix"),
         }
@@ -1075,6 +1090,11 @@ fn check_params(check: &Value, out: &mut BTreeSet<String>) {
             out.insert(check["param"].as_str().unwrap().to_owned());
         }
         "or" => check["any_of"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .for_each(|c| check_params(c, out)),
+        "all" => check["all_of"]
             .as_array()
             .unwrap()
             .iter()
@@ -1209,12 +1229,14 @@ async fn permission_matrix_follows_the_route_table() {
     let params: BTreeMap<&str, String> = [
         ("node", "n1".to_owned()),
         ("vmid", "100".to_owned()),
+        ("newid", "150".to_owned()),
         ("upid", task),
         ("userid", "fixture@kiln".to_owned()),
         ("tokenid", "fixtok".to_owned()),
         ("groupid", "fixgroup".to_owned()),
         ("roleid", "FixtureRole".to_owned()),
         ("poolid", "fixpool".to_owned()),
+        ("labid", "fixpool".to_owned()),
         ("pool", "fixpool".to_owned()),
         ("action", "start".to_owned()),
         ("path", "/vms/100".to_owned()),

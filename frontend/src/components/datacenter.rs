@@ -233,6 +233,7 @@ mod tests {
             maxmem: Some(maxmem),
             uptime: None,
             hastate: None,
+            template: None,
         }
     }
 

@@ -1,11 +1,13 @@
-//! Datacenter: the Summary, HA, Permissions and Pools tabs.
+//! Datacenter: the Summary, HA, Permissions, Pools and Labs tabs.
 
 use leptos::prelude::*;
 
 use crate::components::datacenter::DatacenterSummary;
 use crate::components::ha::HaView;
+use crate::components::labs::LabsView;
 use crate::components::permissions::PermissionsView;
 use crate::components::pools::PoolsView;
+use crate::components::tree::Selection;
 
 /// The Datacenter view's tabs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +20,8 @@ pub enum DcTab {
     Permissions,
     /// Pools and their quotas.
     Pools,
+    /// Teaching labs.
+    Labs,
 }
 
 impl DcTab {
@@ -27,6 +31,7 @@ impl DcTab {
             DcTab::Ha => "HA",
             DcTab::Permissions => "Permissions",
             DcTab::Pools => "Pools",
+            DcTab::Labs => "Labs",
         }
     }
 
@@ -36,6 +41,7 @@ impl DcTab {
             DcTab::Ha => "dc-tab-ha",
             DcTab::Permissions => "dc-tab-permissions",
             DcTab::Pools => "dc-tab-pools",
+            DcTab::Labs => "dc-tab-labs",
         }
     }
 }
@@ -67,18 +73,30 @@ pub fn DatacenterTabs(
             {button(DcTab::Ha)}
             {button(DcTab::Permissions)}
             {button(DcTab::Pools)}
+            {button(DcTab::Labs)}
         </div>
     }
 }
 
 /// The Datacenter view.
 #[component]
-pub fn DatacenterView() -> impl IntoView {
-    let tab = RwSignal::new(DcTab::Summary);
+pub fn DatacenterView(
+    /// The selected tab (kept by the console, so that coming back from a lab shows Labs).
+    tab: RwSignal<DcTab>,
+    /// The console's selection (a lab opens its dashboard).
+    selection: RwSignal<Selection>,
+) -> impl IntoView {
     move || match tab.get() {
         DcTab::Summary => view! { <DatacenterSummary tab/> }.into_any(),
         DcTab::Ha => view! { <HaView tab/> }.into_any(),
         DcTab::Permissions => view! { <PermissionsView tab/> }.into_any(),
         DcTab::Pools => view! { <PoolsView tab/> }.into_any(),
+        DcTab::Labs => view! {
+            <section class="summary" data-testid="labs-tab">
+                <DatacenterTabs tab/>
+                <LabsView open=move |labid: String| selection.set(Selection::Lab(labid))/>
+            </section>
+        }
+        .into_any(),
     }
 }

@@ -163,6 +163,7 @@ mod tests {
             maxmem: None,
             uptime: None,
             hastate: hastate.map(Into::into),
+            template: None,
         }
     }
 

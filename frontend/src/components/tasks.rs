@@ -235,8 +235,10 @@ pub fn TaskLogDialog(
     let refresh = move || {
         let (node, upid) = (node.clone(), upid.clone());
         leptos::task::spawn_local(async move {
-            let log = api.task_log(&node, &upid).await;
+            // Status first: a log read after the status said "stopped" is complete (read the
+            // other way round, a task ending in between left its last lines out for good).
             let summary = api.task_status(&node, &upid).await;
+            let log = api.task_log(&node, &upid).await;
             loading.set(false);
             match (log, summary) {
                 (Ok(log), Ok(summary)) => {

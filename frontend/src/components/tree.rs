@@ -16,6 +16,8 @@ pub enum Selection {
     Node(String),
     /// One virtual machine, by VM id.
     Vm(u32),
+    /// One lab's dashboard, by lab id.
+    Lab(String),
 }
 
 /// The resource tree; clicking an entry changes `selection`.

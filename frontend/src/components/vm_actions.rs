@@ -1,5 +1,6 @@
-//! The VM view's action buttons (Start … Resume, Migrate, Remove), each enabled by the VM's
-//! state, and the Remove confirmation that asks for the VM id, as Proxmox does.
+//! The VM view's action buttons (Start … Resume, Migrate, Template, Remove), each enabled by
+//! the VM's state (a template never starts), the Remove confirmation that asks for the VM id,
+//! as Proxmox does, and the Template confirmation.
 
 use leptos::prelude::*;
 
@@ -23,6 +24,9 @@ pub fn VmToolbar(
     /// An operation holding the VM (no action is offered then).
     #[prop(into)]
     lock: Signal<Option<String>>,
+    /// Whether the VM is a template (cloned, never started).
+    #[prop(into)]
+    template: Signal<bool>,
     /// Changed to the VM's node after a removal.
     selection: RwSignal<Selection>,
 ) -> impl IntoView {
@@ -31,6 +35,7 @@ pub fn VmToolbar(
     let error = RwSignal::new(None::<String>);
     let removing = RwSignal::new(false);
     let migrating = RwSignal::new(false);
+    let templating = RwSignal::new(false);
     let idle = move || {
         busy.with(Option::is_none) && lock.with(Option::is_none) && node.with(Option::is_some)
     };
@@ -54,7 +59,7 @@ pub fn VmToolbar(
     let buttons = VmAction::ALL
         .iter()
         .map(|&action| {
-            let enabled = move || idle() && action.allowed_in(state.get());
+            let enabled = move || idle() && !template.get() && action.allowed_in(state.get());
             view! {
                 <button
                     type="button"
@@ -88,6 +93,16 @@ pub fn VmToolbar(
             </button>
             <button
                 type="button"
+                class="button"
+                data-testid="vm-template"
+                disabled=move || !(idle() && !template.get() && state.get() == VmState::Stopped)
+                title="Make the VM a template: it can be cloned (e.g. for a lab) but never started again"
+                on:click=move |_| templating.set(true)
+            >
+                "Template"
+            </button>
+            <button
+                type="button"
                 class="button danger"
                 data-testid="vm-remove"
                 disabled=move || !(idle() && state.get() == VmState::Stopped)
@@ -114,6 +129,9 @@ pub fn VmToolbar(
                 .get()
                 .then(|| view! { <MigrateDialog vmid node on_close=move |()| migrating.set(false)/> })
         }}
+        <Show when=move || templating.get()>
+            <TemplateDialog vmid node on_close=move |()| templating.set(false)/>
+        </Show>
         <Show when=move || removing.get()>
             <RemoveDialog vmid node selection on_close=move |()| removing.set(false)/>
         </Show>
@@ -189,6 +207,55 @@ fn RemoveDialog(
                     </button>
                 </div>
             </form>
+        </Dialog>
+    }
+}
+
+/// Confirms making the VM a template (there is no way back).
+#[component]
+fn TemplateDialog(
+    vmid: u32,
+    node: Signal<Option<String>>,
+    #[prop(into)] on_close: Callback<()>,
+) -> impl IntoView {
+    let api = Api::expect();
+    let sending = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let confirm = move |_| {
+        let Some(node) = node.get_untracked() else {
+            return;
+        };
+        sending.set(true);
+        leptos::task::spawn_local(async move {
+            match api.make_template(&node, vmid).await {
+                Ok(_upid) => on_close.run(()),
+                Err(e) => {
+                    error.set(Some(format!("Template failed: {e}")));
+                    sending.set(false);
+                }
+            }
+        });
+    };
+    view! {
+        <Dialog title=format!("Make VM {vmid} a template") testid="vm-template-dialog" on_close>
+            <p>
+                "A template is cloned (for instance by a lab, once per student) but never started again. There is no way back."
+            </p>
+            {move || error.get().map(|e| view! { <div class="notice error" role="alert">{e}</div> })}
+            <div class="dialog-buttons">
+                <button type="button" class="button" on:click=move |_| on_close.run(())>
+                    "Cancel"
+                </button>
+                <button
+                    type="button"
+                    class="button primary"
+                    data-testid="vm-template-confirm"
+                    disabled=move || sending.get()
+                    on:click=confirm
+                >
+                    "Make template"
+                </button>
+            </div>
         </Dialog>
     }
 }

@@ -48,6 +48,8 @@ pub fn VmView(
     });
     let node = Memo::new(move |_| live.with(|r| r.as_ref().map(|r| r.node.clone())));
     let lock = Memo::new(move |_| live.with(|r| r.as_ref().and_then(|r| r.lock.clone())));
+    let template =
+        Memo::new(move |_| live.with(|r| r.as_ref().is_some_and(|r| r.template == Some(1))));
     let tab = RwSignal::new(VmTab::Summary);
 
     let title = move || {
@@ -56,9 +58,14 @@ pub fn VmView(
             .get()
             .map(|n| format!(" on node '{n}'"))
             .unwrap_or_default();
+        let kind = if template.get() {
+            "Template"
+        } else {
+            "Virtual Machine"
+        };
         match name {
-            Some(name) if !name.is_empty() => format!("Virtual Machine {vmid} ({name}){on}"),
-            _ => format!("Virtual Machine {vmid}{on}"),
+            Some(name) if !name.is_empty() => format!("{kind} {vmid} ({name}){on}"),
+            _ => format!("{kind} {vmid}{on}"),
         }
     };
     let tab_button = move |which: VmTab| {
@@ -90,7 +97,7 @@ pub fn VmView(
             </div>
             <div class="summary-head">
                 <h2 class="summary-title">{title}</h2>
-                <VmToolbar vmid node state lock selection/>
+                <VmToolbar vmid node state lock template selection/>
             </div>
             <Show when=move || data.loaded.get() && live.with(Option::is_none)>
                 <div class="notice warning" role="status" data-testid="vm-missing">

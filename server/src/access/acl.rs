@@ -8,6 +8,9 @@
 //! - `NoAccess` among the resulting roles cancels all others;
 //! - a VM in a pool also gets the roles its principal has on `/pool/{pool}`, unless the
 //!   VM's own resolution gave `NoAccess` (a pool `NoAccess` cancels the VM's roles);
+//! - a pool with a parent (one level, as Proxmox VE 8.1's nested pools `parent/child`) is
+//!   resolved as the path `/pool/{parent}/{pool}`: propagating entries on the parent reach the
+//!   child and, through it, the child's VMs (a lab's instructor reaches every student's VM);
 //! - `root@kiln` holds every privilege everywhere;
 //! - an API token with privilege separation holds the intersection of its own and its
 //!   owner's privileges; without, exactly its owner's.
@@ -111,6 +114,8 @@ pub struct PoolInfo {
     pub quota: Quota,
     /// Member VMs.
     pub vms: BTreeSet<u32>,
+    /// The parent pool, if any (one level).
+    pub parent: Option<String>,
 }
 
 /// Who an ACL entry is for.
@@ -336,6 +341,50 @@ impl AccessControl {
         self.vm_pool.get(&vmid).map(String::as_str)
     }
 
+    /// The pools whose parent is `poolid`.
+    pub fn children_of<'a>(&'a self, poolid: &'a str) -> impl Iterator<Item = &'a String> {
+        self.pools
+            .iter()
+            .filter(move |(_, p)| p.parent.as_deref() == Some(poolid))
+            .map(|(id, _)| id)
+    }
+
+    /// Whether VM `vmid` counts in pool `poolid`: it is a member, or a member of one of
+    /// `poolid`'s children.
+    pub fn in_pool_tree(&self, poolid: &str, vmid: u32) -> bool {
+        match self.pool_of(vmid) {
+            Some(p) if p == poolid => true,
+            Some(p) => self
+                .pools
+                .get(p)
+                .is_some_and(|info| info.parent.as_deref() == Some(poolid)),
+            None => false,
+        }
+    }
+
+    /// The ACL keys walked to resolve `path`, from `/` down: its prefixes, with a child
+    /// pool's parent inserted (`/pool/{child}` resolves as `/pool/{parent}/{child}`).
+    fn levels(&self, path: &str) -> Vec<String> {
+        if path == "/" {
+            return vec!["/".into()];
+        }
+        let mut keys = vec!["/".to_owned()];
+        let mut prefix = String::new();
+        for part in path.split('/').skip(1) {
+            prefix.push('/');
+            prefix.push_str(part);
+            if let Some(parent) = prefix
+                .strip_prefix("/pool/")
+                .and_then(|p| self.pools.get(p))
+                .and_then(|p| p.parent.as_deref())
+            {
+                keys.push(format!("/pool/{parent}"));
+            }
+            keys.push(prefix.clone());
+        }
+        keys
+    }
+
     // --- resolution ---
 
     /// The roles `who` (a user id, or a full token id when `token`) gets on `path` from the
@@ -346,21 +395,11 @@ impl AccessControl {
         } else {
             self.users.get(who).map(|u| &u.groups)
         };
-        let levels: Vec<&str> = if path == "/" {
-            vec![""]
-        } else {
-            path.split('/').collect()
-        };
+        let levels = self.levels(path);
         let mut current = RoleSet::new();
-        let mut prefix = String::new();
-        for (i, part) in levels.iter().enumerate() {
+        for (i, key) in levels.iter().enumerate() {
             let last = i + 1 == levels.len();
-            if i > 0 {
-                prefix.push('/');
-                prefix.push_str(part);
-            }
-            let key = if prefix.is_empty() { "/" } else { &prefix };
-            let Some(entries) = self.acl.get(key) else {
+            let Some(entries) = self.acl.get(key.as_str()) else {
                 continue;
             };
             let applies = |e: &&AclEntry| last || e.propagate;
@@ -778,6 +817,54 @@ mod tests {
         assert!(p.set.contains(SysAudit) && !p.propagating.contains(SysAudit));
         assert!(p.propagating.contains(VmPowerMgmt));
         assert!(ac.report_paths().contains("/vms/200"));
+    }
+
+    #[test]
+    fn a_child_pool_inherits_its_parents_propagating_entries() {
+        let mut ac = base();
+        ac.add_pool(
+            "lab1-ada",
+            PoolInfo {
+                vms: BTreeSet::from([300]),
+                parent: Some("lab1".into()),
+                ..Default::default()
+            },
+        );
+        ac.add_pool(
+            "lab1-bob",
+            PoolInfo {
+                vms: BTreeSet::from([301]),
+                parent: Some("lab1".into()),
+                ..Default::default()
+            },
+        );
+        ac.add_role(
+            "KilnLabStudent",
+            PrivSet::of(&[VmAudit, VmConsole, VmPowerMgmt]),
+        );
+        ac.add_acl(entry("/pool/lab1", u("carol@kiln"), "PVEVMAdmin", true));
+        ac.add_acl(entry("/pool/lab1", u("bob@kiln"), "PVEAuditor", false));
+        ac.add_acl(entry("/vms/300", u("alice@kiln"), "KilnLabStudent", true));
+        // The instructor reaches every student VM and pool; the students only their own VM.
+        assert!(ac.allows("carol@kiln", None, "/vms/300", VmConsole));
+        assert!(ac.allows("carol@kiln", None, "/vms/301", VmAllocate));
+        assert!(ac.allows("carol@kiln", None, "/pool/lab1-bob", VmAllocate));
+        assert!(
+            !ac.allows("carol@kiln", None, "/vms/250", VmAudit),
+            "outside the lab"
+        );
+        assert!(ac.allows("alice@kiln", None, "/vms/300", VmPowerMgmt));
+        assert!(!ac.allows("alice@kiln", None, "/vms/301", VmAudit));
+        assert!(!ac.allows("alice@kiln", None, "/pool/lab1-ada", PoolAudit));
+        // A non-propagating entry on the parent stays there.
+        assert!(ac.allows("bob@kiln", None, "/pool/lab1", PoolAudit));
+        assert!(!ac.allows("bob@kiln", None, "/vms/301", VmAudit));
+        // NoAccess on the child pool beats the parent's roles.
+        ac.add_acl(entry("/pool/lab1-bob", u("carol@kiln"), "NoAccess", true));
+        assert!(!ac.allows("carol@kiln", None, "/vms/301", VmAudit));
+        assert!(ac.allows("carol@kiln", None, "/vms/300", VmAudit));
+        assert!(ac.in_pool_tree("lab1", 300) && !ac.in_pool_tree("lab1-ada", 301));
+        assert_eq!(ac.children_of("lab1").count(), 2);
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub enum Check {
         /// Alternatives, tried in order.
         any_of: &'static [Check],
     },
+    /// Every one of the checks (e.g. `VM.Clone` on the source and `VM.Allocate` on the new VM).
+    All {
+        /// Requirements, checked in order; the first refusal is reported.
+        all_of: &'static [Check],
+    },
     /// Only for a login session, never for an API token (passwords, token management).
     SessionOnly {
         /// The check for sessions.
@@ -104,6 +109,7 @@ impl Check {
             | Check::IsUser { param }
             | Check::TaskOwner { param } => vec![param],
             Check::Or { any_of } => any_of.iter().flat_map(Check::params).collect(),
+            Check::All { all_of } => all_of.iter().flat_map(Check::params).collect(),
             Check::SessionOnly { then } => then.params(),
         }
     }
@@ -195,6 +201,9 @@ impl Check {
                     .cloned();
                 Err(refusal.unwrap_or(CheckError::NotAllowed("no alternative applies".into())))
             }
+            Check::All { all_of } => all_of
+                .iter()
+                .try_for_each(|c| c.evaluate(ac, Some(caller), param)),
             Check::SessionOnly { then } => {
                 if caller.token.is_some() {
                     Err(CheckError::NotAllowed(
@@ -366,6 +375,48 @@ mod tests {
             CREATE.evaluate(&ac, caller("bob@kiln"), &without),
             Err(CheckError::Denied { .. })
         ));
+    }
+
+    #[test]
+    fn all_needs_every_requirement() {
+        const CLONE: Check = Check::All {
+            all_of: &[
+                Check::Perm {
+                    path: "/vms/{vmid}",
+                    privs: &[VmClone],
+                    any: false,
+                },
+                Check::Perm {
+                    path: "/vms/{newid}",
+                    privs: &[VmAllocate],
+                    any: false,
+                },
+            ],
+        };
+        let mut ac = control();
+        let p = params(&[("vmid", "100"), ("newid", "150")]);
+        assert_eq!(CLONE.params(), vec!["vmid", "newid"]);
+        ac.add_acl(AclEntry {
+            path: "/vms/100".into(),
+            ugid: Ugid::User("bob@kiln".into()),
+            roleid: "PVETemplateUser".into(),
+            propagate: true,
+        });
+        assert_eq!(
+            CLONE.evaluate(&ac, caller("bob@kiln"), &p),
+            Err(CheckError::Denied {
+                path: "/vms/150".into(),
+                privilege: VmAllocate
+            })
+        );
+        ac.add_acl(AclEntry {
+            path: "/vms/150".into(),
+            ugid: Ugid::User("bob@kiln".into()),
+            roleid: "PVEVMAdmin".into(),
+            propagate: true,
+        });
+        assert_eq!(CLONE.evaluate(&ac, caller("bob@kiln"), &p), Ok(()));
+        assert!(CLONE.evaluate(&ac, caller("alice@kiln"), &p).is_err());
     }
 
     #[test]

@@ -147,6 +147,7 @@ pub fn build(rows: AccessRows) -> AccessControl {
                     max_memory_mib: p.max_memory_mib,
                 },
                 vms,
+                parent: p.parent,
             },
         );
     }

@@ -1,5 +1,6 @@
 //! Pool quotas: how much of a pool's limits its VMs use, and the checks on create, adding
-//! members and start.
+//! members and start. A pool's limits count the VMs of its child pools too (a lab's pool
+//! bounds the whole lab; each student's pool bounds the student).
 //!
 //! Serialization points (so that two concurrent requests cannot both squeeze under a limit):
 //! membership changes (create in a pool, adding VMs) hold the access store's write lock
@@ -9,7 +10,7 @@
 
 use kiln_api_types::access::PoolUsage;
 
-use super::acl::Quota;
+use super::acl::{AccessControl, Quota};
 use crate::db::{DbError, VmRecord};
 use crate::state::AppState;
 use crate::vms::{observe, Observed};
@@ -176,18 +177,41 @@ pub fn counts_as_running(app: &AppState, vm: &VmRecord) -> bool {
     }
 }
 
-/// What the members of `pool` use, not counting VM `except`.
+/// The number of VMs pool `pool` holds, its children's included.
+pub fn members(ac: &AccessControl, pool: &str) -> u32 {
+    let own = ac.pool(pool).map_or(0, |p| p.vms.len());
+    let children: usize = ac
+        .children_of(pool)
+        .filter_map(|c| ac.pool(c))
+        .map(|p| p.vms.len())
+        .sum();
+    (own + children) as u32
+}
+
+/// The pool of a VM and that pool's parent: the pools whose limits it counts against.
+pub fn pools_of(ac: &AccessControl, vmid: u32) -> Vec<String> {
+    let Some(pool) = ac.pool_of(vmid) else {
+        return vec![];
+    };
+    let mut out = vec![pool.to_owned()];
+    if let Some(parent) = ac.pool(pool).and_then(|p| p.parent.clone()) {
+        out.push(parent);
+    }
+    out
+}
+
+/// What the members of `pool` (and of its children) use, not counting VM `except`.
 pub async fn usage(app: &AppState, pool: &str, except: Option<u32>) -> Result<PoolUsage, DbError> {
     let access = app.access.current();
-    let Some(info) = access.pool(pool) else {
+    if access.pool(pool).is_none() {
         return Ok(PoolUsage::default());
-    };
+    }
     let mut out = PoolUsage {
-        vms: info.vms.len() as u32,
+        vms: members(&access, pool),
         ..Default::default()
     };
     for vm in app.db.vms().await? {
-        if !info.vms.contains(&vm.vmid) || Some(vm.vmid) == except {
+        if !access.in_pool_tree(pool, vm.vmid) || Some(vm.vmid) == except {
             continue;
         }
         if counts_as_running(app, &vm) {
@@ -198,22 +222,72 @@ pub async fn usage(app: &AppState, pool: &str, except: Option<u32>) -> Result<Po
     Ok(out)
 }
 
-/// Refuse to start `vm` if its pool's running limits would be exceeded. Call it under the
-/// placement lock for the final word (a check before, without the lock, only fails early).
+/// Refuse to start `vm` if its pool's (or that pool's parent's) running limits would be
+/// exceeded. Call it under the placement lock for the final word (a check before, without the
+/// lock, only fails early).
 pub async fn check_vm_start(app: &AppState, vm: &VmRecord) -> Result<(), StartRefused> {
     let access = app.access.current();
-    let Some(pool) = access.pool_of(vm.vmid) else {
-        return Ok(());
-    };
-    let Some(info) = access.pool(pool) else {
-        return Ok(());
-    };
-    if info.quota.max_vcpus.is_none() && info.quota.max_memory_mib.is_none() {
-        return Ok(());
+    for pool in pools_of(&access, vm.vmid) {
+        let Some(info) = access.pool(&pool) else {
+            continue;
+        };
+        if info.quota.max_vcpus.is_none() && info.quota.max_memory_mib.is_none() {
+            continue;
+        }
+        let running = usage(app, &pool, Some(vm.vmid)).await?;
+        check_start(&pool, &info.quota, &running, vm)?;
     }
-    let running = usage(app, pool, Some(vm.vmid)).await?;
-    check_start(pool, &info.quota, &running, vm)?;
     Ok(())
+}
+
+/// Why a new VM could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertRefused {
+    /// The pool named for it does not exist.
+    #[error("pool '{0}' does not exist; GET /api2/json/pools lists them")]
+    UnknownPool(String),
+    /// The pool is full.
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Store a new VM, in `pool` if given: the pool's VM limit is checked and the VM added
+/// under the access write lock, so concurrent creations and clones cannot overfill it.
+/// `Ok(false)`: the VM id is taken (nothing changed).
+pub async fn insert_vm(
+    app: &AppState,
+    vm: &VmRecord,
+    pool: Option<&str>,
+) -> Result<bool, InsertRefused> {
+    let Some(pool) = pool else {
+        return Ok(app.db.insert_vm(vm).await?);
+    };
+    let lock = app.access.lock().await;
+    let ac = app.access.current();
+    let info = ac
+        .pool(pool)
+        .ok_or_else(|| InsertRefused::UnknownPool(pool.to_owned()))?;
+    check_members(pool, &info.quota, members(&ac, pool), 1)?;
+    if let Some(parent) = &info.parent {
+        if let Some(p) = ac.pool(parent) {
+            check_members(parent, &p.quota, members(&ac, parent), 1)?;
+        }
+    }
+    let inserted = app.db.insert_vm_in_pool(vm, pool).await?;
+    app.access.reload(&app.db, &lock).await?;
+    Ok(inserted)
+}
+
+/// Remove a VM record that a failed operation created, with its ACL entries and pool
+/// membership (the VM never ran).
+pub async fn remove_vm(app: &AppState, vmid: u32) -> Result<(), DbError> {
+    app.db.delete_vm(vmid).await?;
+    let lock = app.access.lock().await;
+    app.db.remove_vm_access(vmid).await?;
+    app.access.reload(&app.db, &lock).await
 }
 
 /// Why a start was refused by its pool.
@@ -243,6 +317,7 @@ mod tests {
             description: String::new(),
             onboot: false,
             desired: "stopped".into(),
+            template: false,
         }
     }
 

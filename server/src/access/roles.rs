@@ -56,7 +56,13 @@ pub const NO_ACCESS: &str = "NoAccess";
 /// The role with every privilege.
 pub const ADMINISTRATOR: &str = "Administrator";
 
-/// The built-in roles, as Proxmox VE 8 defines them (name, privileges).
+/// Kiln's role for a lab's instructor, on the lab's pool (see `crate::labs`).
+pub const LAB_INSTRUCTOR: &str = "KilnLabInstructor";
+/// Kiln's role for a lab's student, on the student's own VM.
+pub const LAB_STUDENT: &str = "KilnLabStudent";
+
+/// The built-in roles, as Proxmox VE 8 defines them (name, privileges), and Kiln's two lab
+/// roles.
 pub fn builtin() -> Vec<(&'static str, PrivSet)> {
     vec![
         (ADMINISTRATOR, PrivSet::all()),
@@ -103,6 +109,13 @@ pub fn builtin() -> Vec<(&'static str, PrivSet)> {
         ),
         ("PVEMappingUser", set(&[MAPPING_USER, &[MappingAudit]])),
         ("PVETemplateUser", set(&[&[VmClone, VmAudit]])),
+        // Kiln: a lab's instructor runs the lab's VMs (PVEVMAdmin) and its pools (PVEPoolAdmin).
+        (
+            LAB_INSTRUCTOR,
+            set(&[VM_ADMIN, VM_USER, &[VmAudit], POOL_ADMIN, &[PoolAudit]]),
+        ),
+        // Kiln: a student sees, powers and types into their own lab VM, nothing more.
+        (LAB_STUDENT, set(&[&[VmAudit, VmConsole, VmPowerMgmt]])),
     ]
 }
 
@@ -148,5 +161,12 @@ mod tests {
         assert_eq!(role(ADMINISTRATOR), PrivSet::all());
         assert!(role(NO_ACCESS).is_empty());
         assert!(role("PVEVMAdmin").contains_all(role("PVEVMUser")));
+        assert_eq!(
+            role(LAB_STUDENT).to_list(),
+            "VM.Audit,VM.Console,VM.PowerMgmt"
+        );
+        let instructor = role(LAB_INSTRUCTOR);
+        assert!(instructor.contains_all(role("PVEVMAdmin").union(role("PVEPoolAdmin"))));
+        assert!(!instructor.contains(PermissionsModify) && !instructor.contains(UserModify));
     }
 }

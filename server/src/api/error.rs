@@ -10,7 +10,7 @@ use kiln_api_types::Envelope;
 
 use crate::access::check::CheckError;
 use crate::access::ids::InvalidId;
-use crate::access::pools::QuotaError;
+use crate::access::pools::{InsertRefused, QuotaError};
 use crate::auth::privilege::Denied;
 use crate::db::DbError;
 
@@ -121,6 +121,16 @@ impl From<CheckError> for ApiError {
 impl From<QuotaError> for ApiError {
     fn from(e: QuotaError) -> Self {
         ApiError::Conflict(e.to_string())
+    }
+}
+
+impl From<InsertRefused> for ApiError {
+    fn from(e: InsertRefused) -> Self {
+        match e {
+            InsertRefused::UnknownPool(_) => ApiError::param("pool", e.to_string()),
+            InsertRefused::Quota(q) => q.into(),
+            InsertRefused::Db(d) => d.into(),
+        }
     }
 }
 

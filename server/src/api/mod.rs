@@ -9,6 +9,7 @@ mod events;
 mod guard;
 mod ha;
 pub mod join;
+mod labs;
 mod migrate;
 mod nodes;
 pub mod params;
@@ -16,6 +17,7 @@ mod pools;
 mod qemu;
 pub mod routes;
 mod tasks;
+mod templates;
 mod version;
 
 use axum::extract::DefaultBodyLimit;

@@ -46,6 +46,7 @@ pub fn node_resource(rec: &NodeRecord, rt: &NodeRuntime, state: NodeState) -> Cl
         name: None,
         lock: None,
         hastate: None,
+        template: None,
     }
 }
 

@@ -9,7 +9,9 @@ use super::access::{flag, split_list, text};
 use super::error::{ok, ApiError, ApiResult};
 use super::params::{Body, Query};
 use crate::access::ids::check_name;
-use crate::access::pools::{check_adding_running, check_members, counts_as_running, usage};
+use crate::access::pools::{
+    check_adding_running, check_members, counts_as_running, members, usage,
+};
 use crate::access::{PoolInfo, Privilege, Quota};
 use crate::auth::{authorize, AuthUser};
 use crate::db::PoolRecord;
@@ -61,6 +63,7 @@ pub async fn list(State(app): State<AppState>, user: AuthUser) -> ApiResult<Vec<
         out.push(PoolEntry {
             poolid: id.clone(),
             comment: p.comment.clone(),
+            parent: p.parent.clone(),
             quota: quota_wire(&p.quota),
             usage: usage(&app, id, None).await?,
         });
@@ -81,6 +84,7 @@ pub async fn create(
         max_vms: req.max_vms.and_then(limit),
         max_vcpus: req.max_vcpus.and_then(limit),
         max_memory_mib: req.max_memory.and_then(limit),
+        parent: None,
     };
     if record.max_vms.is_some() || record.max_vcpus.is_some() || record.max_memory_mib.is_some() {
         may_set_quota(&user)?;
@@ -178,6 +182,7 @@ pub async fn update(
         max_vms: pool.quota.max_vms,
         max_vcpus: pool.quota.max_vcpus,
         max_memory_mib: pool.quota.max_memory_mib,
+        parent: pool.parent.clone(),
     };
     if let Some(v) = req.max_vms {
         record.max_vms = limit(v);
@@ -208,7 +213,14 @@ pub async fn update(
             max_vcpus: record.max_vcpus,
             max_memory_mib: record.max_memory_mib,
         };
-        check_members(&poolid, &quota, pool.vms.len() as u32, adding)?;
+        check_members(&poolid, &quota, members(&ac, &poolid), adding)?;
+        let parent = pool
+            .parent
+            .as_deref()
+            .and_then(|p| ac.pool(p).map(|info| (p, info.quota)));
+        if let Some((parent, quota)) = parent {
+            check_members(parent, &quota, members(&ac, parent), adding)?;
+        }
         // Running VMs bring their use along: checked under the placement lock, so that no
         // start squeezes in between.
         let _placing = app.placement.lock().await;
@@ -222,6 +234,10 @@ pub async fn update(
         }
         let running = usage(&app, &poolid, None).await?;
         check_adding_running(&poolid, &quota, &running, vcpus, memory)?;
+        if let Some((parent, quota)) = parent {
+            let running = usage(&app, parent, None).await?;
+            check_adding_running(parent, &quota, &running, vcpus, memory)?;
+        }
         app.db.add_pool_members(&poolid, &vmids).await?;
     }
     app.db.update_pool(&record).await?;
@@ -239,8 +255,25 @@ pub async fn remove(
     Query(_): Query<NoParams>,
 ) -> ApiResult<()> {
     known(&user, &poolid)?;
+    if app.db.lab(&poolid).await?.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "pool {poolid} holds lab {poolid}; tear the lab down first (DELETE /api2/kiln/labs/{poolid})"
+        )));
+    }
     let lock = app.access.lock().await;
-    if let Some(p) = app.access.current().pool(&poolid) {
+    let ac = app.access.current();
+    let children: Vec<&String> = ac.children_of(&poolid).collect();
+    if !children.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "pool {poolid} has child pools ({}); remove them first",
+            children
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if let Some(p) = ac.pool(&poolid) {
         if !p.vms.is_empty() {
             return Err(ApiError::Conflict(format!(
                 "pool {poolid} is not empty ({} VMs); remove its VMs from it first",

@@ -12,9 +12,10 @@ use super::error::{ok, ApiError, ApiResult};
 use super::nodes::known_node;
 use super::params::{Body, Query};
 use crate::access::ids::check_name as check_id;
-use crate::access::pools::{self, check_members, StartRefused};
+use crate::access::pools::{self, StartRefused};
 use crate::auth::{authorize, AuthUser, Privilege};
-use crate::db::VmRecord;
+use crate::db::{NodeRecord, VmRecord};
+use crate::labs;
 use crate::state::AppState;
 use crate::vms::{self, check_name, check_vmid, lifecycle, observe, placement, Observed};
 
@@ -61,7 +62,7 @@ fn digest(vm: &VmRecord) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..20])
 }
 
-fn check_image_name(image: &str) -> Result<(), ApiError> {
+pub(super) fn check_image_name(image: &str) -> Result<(), ApiError> {
     let ok = !image.is_empty()
         && image.len() <= 64
         && image
@@ -78,8 +79,41 @@ fn check_image_name(image: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The image must exist on the node (when the node can tell); `param` names the request
+/// parameter that chose the node or the image.
+pub(super) async fn check_image_on_node(
+    app: &AppState,
+    node: &NodeRecord,
+    image: &str,
+    param: &str,
+) -> Result<(), ApiError> {
+    let Ok(client) = app.clients.operation(node) else {
+        return Ok(());
+    };
+    let Ok(list) = client.images().await else {
+        return Ok(());
+    };
+    if list.iter().any(|i| i.name == image) {
+        return Ok(());
+    }
+    let names: Vec<_> = list.iter().map(|i| i.name.as_str()).collect();
+    Err(ApiError::param(
+        param,
+        format!(
+            "node {} has no image '{image}' (it has: {})",
+            node.name,
+            names.join(", ")
+        ),
+    ))
+}
+
 /// Limits a node imposes on a VM's size, from its last heartbeat.
-fn check_size(app: &AppState, node: &str, cores: u32, memory_mib: u32) -> Result<(), ApiError> {
+pub(super) fn check_size(
+    app: &AppState,
+    node: &str,
+    cores: u32,
+    memory_mib: u32,
+) -> Result<(), ApiError> {
     let facts = app.nodes.get(node).facts;
     let max_cores = facts.as_ref().map_or(128, |f| f.cpus.max(1));
     if !(1..=max_cores).contains(&cores) {
@@ -118,6 +152,7 @@ pub fn vm_resource(app: &AppState, vm: &VmRecord) -> ClusterResource {
         name: Some(vm.name.clone()),
         lock: app.vm_locks.holder(vm.vmid).map(str::to_owned),
         hastate: None,
+        template: vm.template.then_some(1),
     }
 }
 
@@ -188,6 +223,7 @@ pub async fn list(
             cpu: rt.map_or(0.0, |r| r.cpu_usage),
             uptime: rt.map_or(0, |r| r.uptime_secs),
             pid: rt.and_then(|r| r.pid),
+            template: vm.template.then_some(1),
         });
     }
     Ok(ok(out))
@@ -249,21 +285,7 @@ pub async fn create(
     };
     let onboot = flag(req.onboot, "onboot")?;
     let start = flag(req.start, "start")?;
-    // The image must exist on the node (when the node can tell).
-    if let Ok(client) = app.clients.operation(&rec) {
-        if let Ok(list) = client.images().await {
-            if !list.iter().any(|i| i.name == image) {
-                let names: Vec<_> = list.iter().map(|i| i.name.as_str()).collect();
-                return Err(ApiError::param(
-                    "image",
-                    format!(
-                        "node {node} has no image '{image}' (it has: {})",
-                        names.join(", ")
-                    ),
-                ));
-            }
-        }
-    }
+    check_image_on_node(&app, &rec, &image, "image").await?;
     let vm = VmRecord {
         vmid,
         name,
@@ -275,12 +297,13 @@ pub async fn create(
         description: req.description.clone().unwrap_or_default(),
         onboot,
         desired: "stopped".into(),
+        template: false,
     };
     if start {
         placement::check_capacity(&app, &node, vmid, memory)?;
     }
     let guard = app.vm_locks.lock(vmid, "qmcreate")?;
-    if !insert(&app, &vm, pool).await? {
+    if !pools::insert_vm(&app, &vm, pool.as_deref()).await? {
         return Err(ApiError::Conflict(format!(
             "VM {vmid} already exists; GET /api2/json/cluster/nextid gives a free id"
         )));
@@ -320,8 +343,9 @@ pub async fn create(
     Ok(ok(upid))
 }
 
-/// A pool named in a request: it must exist.
-fn known_pool(pool: &str) -> Result<String, ApiError> {
+/// A pool named in a request: a valid id (whether it exists is checked when the VM is
+/// stored, under the access lock).
+pub(super) fn known_pool(pool: &str) -> Result<String, ApiError> {
     check_id("pool", pool)?;
     Ok(pool.to_owned())
 }
@@ -331,26 +355,6 @@ fn start_refused(e: StartRefused) -> ApiError {
         StartRefused::Quota(q) => q.into(),
         StartRefused::Db(d) => d.into(),
     }
-}
-
-/// Store a new VM, in `pool` if given: the pool's VM limit is checked and the VM added
-/// under the access write lock, so concurrent creations cannot overfill it.
-async fn insert(app: &AppState, vm: &VmRecord, pool: Option<String>) -> Result<bool, ApiError> {
-    let Some(pool) = pool else {
-        return Ok(app.db.insert_vm(vm).await?);
-    };
-    let lock = app.access.lock().await;
-    let ac = app.access.current();
-    let info = ac.pool(&pool).ok_or_else(|| {
-        ApiError::param(
-            "pool",
-            format!("pool '{pool}' does not exist; GET /api2/json/pools lists them"),
-        )
-    })?;
-    check_members(&pool, &info.quota, info.vms.len() as u32, 1)?;
-    let inserted = app.db.insert_vm_in_pool(vm, &pool).await?;
-    app.access.reload(&app.db, &lock).await?;
-    Ok(inserted)
 }
 
 /// `VM.Config.*` privileges per changed field, as Proxmox: CPU for cores, Memory for memory,
@@ -390,6 +394,7 @@ fn config_of(vm: &VmRecord) -> VmConfig {
         args: vm.args.clone(),
         description: vm.description.clone(),
         onboot: u8::from(vm.onboot),
+        template: vm.template.then_some(1),
         digest: digest(vm),
     }
 }
@@ -566,7 +571,11 @@ pub async fn action(
     let id = vm.vmid;
     match action.as_str() {
         "start" => {
+            require(!vm.template, || {
+                format!("VM {id} is a template and cannot be started; clone it with POST /api2/json/nodes/{node}/qemu/{id}/clone")
+            })?;
             require(!seen.is_active(), || format!("VM {id} is already {state}"))?;
+            labs::check_window(&app, &user, id).await?;
             placement::check_capacity(&app, &node, id, vm.memory_mib)?;
             // Fails early; the word that counts is spoken under the placement lock below.
             pools::check_vm_start(&app, &vm)
@@ -576,9 +585,12 @@ pub async fn action(
         "suspend" => require(state == "running", || {
             format!("VM {id} is {state}; only a running VM can be paused")
         })?,
-        "resume" => require(state == "paused", || {
-            format!("VM {id} is {state}, not paused")
-        })?,
+        "resume" => {
+            require(state == "paused", || {
+                format!("VM {id} is {state}, not paused")
+            })?;
+            labs::check_window(&app, &user, id).await?;
+        }
         _ => require(seen.is_active(), || format!("VM {id} is not running"))?,
     }
     let task_app = app.clone();
@@ -622,6 +634,14 @@ pub async fn destroy(
 ) -> ApiResult<String> {
     let vm = find_vm(&app, &node, &vmid).await?;
     authorize(&user, &vm_path(vm.vmid), Privilege::VmAllocate)?;
+    let using = app.db.labs_using_template(vm.vmid).await?;
+    if !using.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "VM {} is the template of lab(s) {}; tear them down first",
+            vm.vmid,
+            using.join(", ")
+        )));
+    }
     let guard = app.vm_locks.lock(vm.vmid, "qmdestroy")?;
     match observe(&app, &vm) {
         Observed::Unknown => {

@@ -10,8 +10,8 @@ use axum::routing::MethodRouter;
 use serde::Serialize;
 
 use super::{
-    access, audit, cluster, console, events, guard, ha, join, migrate, nodes, pools, qemu, tasks,
-    version,
+    access, audit, cluster, console, events, guard, ha, join, labs, migrate, nodes, pools, qemu,
+    tasks, templates, version,
 };
 use crate::access::Check;
 use crate::access::Privilege::{self, *};
@@ -136,6 +136,25 @@ const VM_CREATE: Check = Check::Or {
         perm!("/pool/{pool}", &[VmAllocate]),
     ],
 };
+
+/// Proxmox's clone check: `VM.Clone` on the source, and `VM.Allocate` on the new id or on
+/// the pool it goes into.
+const VM_CLONE: Check = Check::All {
+    all_of: &[
+        perm!("/vms/{vmid}", &[VmClone]),
+        Check::Or {
+            any_of: &[
+                perm!("/vms/{newid}", &[VmAllocate]),
+                perm!("/pool/{pool}", &[VmAllocate]),
+            ],
+        },
+    ],
+};
+
+/// Running a lab: `Pool.Allocate` on its pool (the lab's id).
+const LAB_MANAGE: Check = perm!("/pool/{labid}", &[PoolAllocate]);
+/// Making or removing a lab's VMs.
+const LAB_ALLOCATE: Check = perm!("/pool/{labid}", &[PoolAllocate, VmAllocate]);
 
 /// Every API route.
 pub fn routes() -> Vec<Route> {
@@ -327,6 +346,16 @@ pub fn routes() -> Vec<Route> {
             &perm!("/vms/{vmid}", &[VmMigrate]),
             migrate::migrate,
         ),
+        post(
+            "/api2/json/nodes/{node}/qemu/{vmid}/template",
+            &perm!("/vms/{vmid}", &[VmAllocate]),
+            templates::template,
+        ),
+        post(
+            "/api2/json/nodes/{node}/qemu/{vmid}/clone",
+            &VM_CLONE,
+            templates::clone,
+        ),
         get(
             "/api2/json/nodes/{node}/qemu/{vmid}/status/current",
             &perm!("/vms/{vmid}", &[VmAudit]),
@@ -429,6 +458,34 @@ pub fn routes() -> Vec<Route> {
         post("/api2/kiln/join", &PUBLIC, join::join),
         get("/api2/kiln/events", &ANY_USER, events::stream),
         get("/api2/kiln/audit", &perm!("/", &[SysAudit]), audit::list),
+        // teaching labs
+        get("/api2/kiln/labs", &ANY_USER, labs::list),
+        post("/api2/kiln/labs", &LAB_ALLOCATE, labs::create),
+        get("/api2/kiln/labs/{labid}", &ANY_USER, labs::read),
+        put("/api2/kiln/labs/{labid}", &LAB_MANAGE, labs::update),
+        delete("/api2/kiln/labs/{labid}", &LAB_ALLOCATE, labs::remove),
+        post(
+            "/api2/kiln/labs/{labid}/students",
+            &LAB_MANAGE,
+            labs::roster::import,
+        ),
+        post(
+            "/api2/kiln/labs/{labid}/deploy",
+            &LAB_ALLOCATE,
+            labs::actions::deploy,
+        ),
+        post(
+            "/api2/kiln/labs/{labid}/status/{action}",
+            &perm!("/pool/{labid}", &[VmPowerMgmt]),
+            labs::actions::power,
+        ),
+        post(
+            "/api2/kiln/labs/{labid}/reset",
+            &Check::Or {
+                any_of: &[Check::IsUser { param: "userid" }, LAB_MANAGE],
+            },
+            labs::actions::reset,
+        ),
         get(
             "/api2/kiln/nodes/{node}/qemu/{vmid}/console",
             &perm!("/vms/{vmid}", &[VmConsole]),
@@ -490,7 +547,10 @@ mod tests {
             // query parameters) the ones listed here.
             for p in r.check.params() {
                 let in_path = r.path.contains(&format!("{{{p}}}"));
-                let known_elsewhere = matches!(p, "vmid" | "pool" | "path" | "poolid" | "userid");
+                let known_elsewhere = matches!(
+                    p,
+                    "vmid" | "newid" | "pool" | "path" | "poolid" | "userid" | "labid"
+                );
                 assert!(
                     in_path || known_elsewhere,
                     "{} {}: check reads unknown parameter {p}",

@@ -18,6 +18,8 @@ pub struct PoolRecord {
     pub max_vcpus: Option<u32>,
     /// Most memory (MiB) of running VMs.
     pub max_memory_mib: Option<u64>,
+    /// The parent pool (one level; a lab's student pools are children of the lab's pool).
+    pub parent: Option<String>,
 }
 
 fn opt_u32(v: Option<i64>) -> Option<u32> {
@@ -28,7 +30,7 @@ impl Db {
     /// All pools, by id.
     pub async fn pools(&self) -> Result<Vec<PoolRecord>, DbError> {
         let rows = sqlx::query(
-            "SELECT poolid, comment, max_vms, max_vcpus, max_memory_mib FROM pools ORDER BY poolid",
+            "SELECT poolid, comment, max_vms, max_vcpus, max_memory_mib, parent FROM pools ORDER BY poolid",
         )
         .fetch_all(&self.pool)
         .await
@@ -43,6 +45,7 @@ impl Db {
                 max_memory_mib: r
                     .get::<Option<i64>, _>("max_memory_mib")
                     .and_then(|v| u64::try_from(v).ok()),
+                parent: r.get("parent"),
             })
             .collect())
     }
@@ -50,14 +53,15 @@ impl Db {
     /// Create a pool; `false` if the id is taken.
     pub async fn insert_pool(&self, p: &PoolRecord) -> Result<bool, DbError> {
         let done = sqlx::query(
-            "INSERT INTO pools (poolid, comment, max_vms, max_vcpus, max_memory_mib, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (poolid) DO NOTHING",
+            "INSERT INTO pools (poolid, comment, max_vms, max_vcpus, max_memory_mib, parent, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (poolid) DO NOTHING",
         )
         .bind(&p.poolid)
         .bind(&p.comment)
         .bind(p.max_vms.map(i64::from))
         .bind(p.max_vcpus.map(i64::from))
         .bind(p.max_memory_mib.map(|m| m as i64))
+        .bind(&p.parent)
         .bind(unix_now())
         .execute(&self.pool)
         .await
@@ -163,6 +167,7 @@ mod tests {
             description: String::new(),
             onboot: false,
             desired: "stopped".into(),
+            template: false,
         }
     }
 

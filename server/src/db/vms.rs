@@ -27,10 +27,12 @@ pub struct VmRecord {
     pub onboot: bool,
     /// What the last action asked for: `running` or `stopped`.
     pub desired: String,
+    /// A template: cloned, never started.
+    pub template: bool,
 }
 
 const COLUMNS: &str =
-    "vmid, name, node, cores, memory_mib, image, args, description, onboot, desired";
+    "vmid, name, node, cores, memory_mib, image, args, description, onboot, desired, template";
 
 /// Insert a VM through `executor` (the pool, or a transaction that does more); `false` if the
 /// id is taken.
@@ -39,8 +41,8 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
     let done = sqlx::query(
-        "INSERT INTO vms (vmid, name, node, cores, memory_mib, image, args, description, onboot, desired, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (vmid) DO NOTHING",
+        "INSERT INTO vms (vmid, name, node, cores, memory_mib, image, args, description, onboot, desired, template, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (vmid) DO NOTHING",
     )
     .bind(i64::from(vm.vmid))
     .bind(&vm.name)
@@ -52,6 +54,7 @@ where
     .bind(&vm.description)
     .bind(i64::from(vm.onboot))
     .bind(&vm.desired)
+    .bind(i64::from(vm.template))
     .bind(unix_now())
     .execute(executor)
     .await
@@ -71,6 +74,7 @@ fn from_row(r: sqlx::sqlite::SqliteRow) -> VmRecord {
         description: r.get("description"),
         onboot: r.get::<i64, _>("onboot") != 0,
         desired: r.get("desired"),
+        template: r.get::<i64, _>("template") != 0,
     }
 }
 
@@ -103,7 +107,7 @@ impl Db {
     pub async fn update_vm(&self, vm: &VmRecord) -> Result<(), DbError> {
         sqlx::query(
             "UPDATE vms SET name = ?, node = ?, cores = ?, memory_mib = ?, image = ?, args = ?, \
-             description = ?, onboot = ?, desired = ? WHERE vmid = ?",
+             description = ?, onboot = ?, desired = ?, template = ? WHERE vmid = ?",
         )
         .bind(&vm.name)
         .bind(&vm.node)
@@ -114,6 +118,7 @@ impl Db {
         .bind(&vm.description)
         .bind(i64::from(vm.onboot))
         .bind(&vm.desired)
+        .bind(i64::from(vm.template))
         .bind(i64::from(vm.vmid))
         .execute(&self.pool)
         .await
@@ -132,6 +137,22 @@ impl Db {
         if done.rows_affected() != 1 {
             return Err(DbError::Query {
                 context: "recording a VM's node",
+                source: sqlx::Error::RowNotFound,
+            });
+        }
+        Ok(())
+    }
+
+    /// Mark a VM as a template (there is no way back, as in Proxmox).
+    pub async fn set_vm_template(&self, vmid: u32) -> Result<(), DbError> {
+        let done = sqlx::query("UPDATE vms SET template = 1, desired = 'stopped' WHERE vmid = ?")
+            .bind(i64::from(vmid))
+            .execute(&self.pool)
+            .await
+            .ctx("marking a VM as template")?;
+        if done.rows_affected() != 1 {
+            return Err(DbError::Query {
+                context: "marking a VM as template",
                 source: sqlx::Error::RowNotFound,
             });
         }
@@ -197,6 +218,7 @@ mod tests {
             description: String::new(),
             onboot: false,
             desired: "stopped".into(),
+            template: false,
         }
     }
 
@@ -216,5 +238,8 @@ mod tests {
         assert_eq!(db.vm(101).await.unwrap().unwrap().memory_mib, 256);
         db.delete_vm(101).await.unwrap();
         assert_eq!(db.vms().await.unwrap().len(), 2);
+        db.set_vm_template(102).await.unwrap();
+        assert!(db.vm(102).await.unwrap().unwrap().template);
+        assert!(db.set_vm_template(101).await.is_err());
     }
 }

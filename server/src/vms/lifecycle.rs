@@ -41,6 +41,12 @@ async fn record_desired(app: &AppState, vmid: u32, desired: &str, log: &TaskLogg
 
 /// Start `vm` on its node.
 pub async fn start(app: AppState, vm: VmRecord, log: TaskLogger) -> Result<(), String> {
+    if vm.template {
+        return Err(format!(
+            "VM {} is a template and cannot be started; clone it",
+            vm.vmid
+        ));
+    }
     log.log(format!(
         "starting VM {} ({}) on node {}: {} vCPU(s), {} MiB, image {}",
         vm.vmid, vm.name, vm.node, vm.cores, vm.memory_mib, vm.image
@@ -137,6 +143,21 @@ pub async fn pause(
     log.log(format!("VM {} is {:?}", vm.vmid, rt.state)).await;
     app.changes.notify();
     Ok(())
+}
+
+/// Have the node forget what it keeps of stopped VM `vm` (its directory: console scroll-back,
+/// logs), keeping the VM itself; a node that cannot is noted in the log, not an error.
+pub async fn forget_on_node(app: &AppState, vm: &VmRecord, log: &TaskLogger) {
+    match client(app, &vm.node).await {
+        Ok(c) => {
+            app.nodes.record_vm(&vm.node, vm.vmid, None);
+            if let Err(e) = c.delete_vm(vm.vmid).await {
+                log.log(format!("note: node {} kept its copy: {e}", vm.node))
+                    .await;
+            }
+        }
+        Err(e) => log.log(format!("note: {e}")).await,
+    }
 }
 
 /// Remove a stopped VM: its runtime leftovers on the node, then its configuration.

@@ -1,6 +1,7 @@
 //! Virtual machines: validation, per-VM operation locks, the observed state of a VM, placement,
-//! the lifecycle operations (as tasks) and the reconcile loop.
+//! the lifecycle operations (as tasks), clones and the reconcile loop.
 
+pub mod clone;
 pub mod handover;
 pub mod lifecycle;
 pub mod migrate;
@@ -53,9 +54,18 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Operations in progress, one per VM.
+/// Operations in progress on each VM: one exclusive operation, or any number of shared ones
+/// of the same kind (clones of one template run side by side, as Proxmox's shared lock).
 #[derive(Debug, Default, Clone)]
-pub struct VmLocks(Arc<Mutex<HashMap<u32, &'static str>>>);
+pub struct VmLocks(Arc<Mutex<HashMap<u32, Held>>>);
+
+/// Who holds a VM's lock.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    op: &'static str,
+    /// Holders of a shared lock; 0 for an exclusive one.
+    shared: u32,
+}
 
 /// Holds a VM's lock until dropped.
 #[derive(Debug)]
@@ -65,19 +75,41 @@ pub struct VmLockGuard {
 }
 
 impl VmLocks {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u32, &'static str>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Held>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn busy(vmid: u32, holder: &str) -> ApiError {
+        ApiError::Conflict(format!(
+            "VM {vmid} is locked ({holder} in progress); wait for that task to finish"
+        ))
     }
 
     /// Take VM `vmid`'s lock for operation `op`, or say who holds it.
     pub fn lock(&self, vmid: u32, op: &'static str) -> Result<VmLockGuard, ApiError> {
         let mut map = self.map();
-        if let Some(holder) = map.get(&vmid) {
-            return Err(ApiError::Conflict(format!(
-                "VM {vmid} is locked ({holder} in progress); wait for that task to finish"
-            )));
+        if let Some(held) = map.get(&vmid) {
+            return Err(Self::busy(vmid, held.op));
         }
-        map.insert(vmid, op);
+        map.insert(vmid, Held { op, shared: 0 });
+        Ok(VmLockGuard {
+            locks: self.clone(),
+            vmid,
+        })
+    }
+
+    /// Take VM `vmid`'s lock for operation `op` together with other holders of the same
+    /// shared operation (e.g. several clones of one template); refused while an exclusive
+    /// operation or another shared one holds it.
+    pub fn lock_shared(&self, vmid: u32, op: &'static str) -> Result<VmLockGuard, ApiError> {
+        let mut map = self.map();
+        match map.get_mut(&vmid) {
+            Some(held) if held.shared > 0 && held.op == op => held.shared += 1,
+            Some(held) => return Err(Self::busy(vmid, held.op)),
+            None => {
+                map.insert(vmid, Held { op, shared: 1 });
+            }
+        }
         Ok(VmLockGuard {
             locks: self.clone(),
             vmid,
@@ -86,13 +118,20 @@ impl VmLocks {
 
     /// The operation holding `vmid`, if any.
     pub fn holder(&self, vmid: u32) -> Option<&'static str> {
-        self.map().get(&vmid).copied()
+        self.map().get(&vmid).map(|h| h.op)
     }
 }
 
 impl Drop for VmLockGuard {
     fn drop(&mut self) {
-        self.locks.map().remove(&self.vmid);
+        let mut map = self.locks.map();
+        if let Some(held) = map.get_mut(&self.vmid) {
+            if held.shared > 1 {
+                held.shared -= 1;
+                return;
+            }
+        }
+        map.remove(&self.vmid);
     }
 }
 
@@ -177,5 +216,22 @@ mod tests {
         assert!(locks.lock(102, "qmstop").is_ok());
         drop(g);
         assert!(locks.lock(101, "qmstop").is_ok());
+    }
+
+    #[test]
+    fn shared_locks_of_one_kind_coexist_and_keep_exclusive_ones_out() {
+        let locks = VmLocks::default();
+        let a = locks.lock_shared(900, "clone").unwrap();
+        let b = locks.lock_shared(900, "clone").unwrap();
+        assert!(locks.lock(900, "qmdestroy").is_err());
+        assert!(locks.lock_shared(900, "other").is_err());
+        drop(a);
+        assert_eq!(locks.holder(900), Some("clone"));
+        assert!(locks.lock(900, "qmdestroy").is_err());
+        drop(b);
+        assert_eq!(locks.holder(900), None);
+        let x = locks.lock(900, "qmstart").unwrap();
+        assert!(locks.lock_shared(900, "clone").is_err());
+        drop(x);
     }
 }

@@ -30,6 +30,8 @@ pub struct ServerOptions {
     pub heartbeat_ms: u64,
     /// `KILN_TEST_PAUSE` for the server (see server/src/failpoint.rs).
     pub pause: Option<String>,
+    /// Seconds between two checks of the labs' schedules.
+    pub lab_check_secs: u64,
 }
 
 impl Default for ServerOptions {
@@ -44,6 +46,7 @@ impl Default for ServerOptions {
             ha_lease_margin_ms: 500,
             heartbeat_ms: 300,
             pause: None,
+            lab_check_secs: 1,
         }
     }
 }
@@ -120,6 +123,7 @@ fn spawn_server(dir: &Path, port: u16, opts: &ServerOptions) -> Proc {
         .args(["--memory-overcommit", &opts.memory_overcommit.to_string()])
         .args(["--ha-lease-secs", &opts.ha_lease_secs.to_string()])
         .args(["--ha-lease-margin-ms", &opts.ha_lease_margin_ms.to_string()])
+        .args(["--lab-check-secs", &opts.lab_check_secs.to_string()])
         .env("KILN_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .envs(opts.pause.iter().map(|p| ("KILN_TEST_PAUSE", p)))
         .stdout(log_file(dir, "server-out"))
@@ -729,6 +733,17 @@ impl Api {
             .header("Content-Type", "application/json")
             .body(json.to_owned());
         self.send(req, csrf).await
+    }
+
+    /// POST raw bytes with a content type (e.g. a `text/csv` upload).
+    pub async fn post_bytes(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", content_type)
+            .body(body);
+        let csrf = self.csrf.clone();
+        self.send(req, Some(&csrf)).await
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {

@@ -123,11 +123,22 @@ pub async fn create_resource(
         return Err(ApiError::param("type", "only 'vm' resources exist in Kiln"));
     }
     let (sid, vmid) = sid_param(&req.sid)?;
-    if app.db.vm(vmid).await?.is_none() {
-        return Err(ApiError::param(
-            "sid",
-            format!("VM {vmid} does not exist; create it first"),
-        ));
+    match app.db.vm(vmid).await? {
+        None => {
+            return Err(ApiError::param(
+                "sid",
+                format!("VM {vmid} does not exist; create it first"),
+            ))
+        }
+        Some(vm) if vm.template => {
+            return Err(ApiError::param(
+                "sid",
+                format!(
+                "VM {vmid} is a template, which never runs; clone it and put the clone under HA"
+            ),
+            ))
+        }
+        Some(_) => {}
     }
     let record = HaResourceRecord {
         sid: sid.clone(),
