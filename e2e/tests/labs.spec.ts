@@ -78,7 +78,8 @@ async function labTest(page: Page, browser: Browser, api: APIRequestContext, pas
   await page.locator('[data-testid="tree-vm"][data-vmid="900"]').getByRole('button').click();
   await page.getByTestId('vm-template').click();
   await page.getByTestId('vm-template-dialog').getByTestId('vm-template-confirm').click();
-  await expect(page.getByTestId('vm-view').getByRole('heading', { level: 2 })).toContainText('Template 900 (lab-template)', { timeout: 15_000 });
+  await expect(page.getByTestId('vm-template-dialog')).toHaveCount(0);
+  await expect(page.getByTestId('vm-view').locator('h2.summary-title')).toContainText('Template 900 (lab-template)', { timeout: 15_000 });
   await expect(page.getByTestId('vm-action-start')).toBeDisabled();
   await expect(page.getByTestId('vm-template')).toBeDisabled();
   await page.getByTestId('tree-datacenter').getByRole('button').first().click();
@@ -89,6 +90,10 @@ async function labTest(page: Page, browser: Browser, api: APIRequestContext, pas
 
   // The instructor sees no nodes, so the console is their labs page.
   const problems = watchConsole(page);
+  // No request of the instructor's pages may fail (the console only says "404", not where).
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
+  });
   await logInAs(page, TEACHER, TEACHER_PW);
   await expect(page.getByTestId('lab-home')).toBeVisible();
   await expect(page.getByTestId('tree-datacenter')).toHaveCount(0);

@@ -47,16 +47,22 @@ pub fn LabDashboard(
     let console = RwSignal::new(None::<(String, u32)>);
     let resetting = RwSignal::new(None::<(String, u32)>);
     let new_end = RwSignal::new(String::new());
+    // Set once a teardown is asked for: the lab is about to vanish, so stop reloading it.
+    let leaving = RwSignal::new(false);
     let pulse = task_pulse(data);
     let id = StoredValue::new(labid.clone());
 
     Effect::new(move || {
         pulse.with(|_| ());
+        if leaving.get_untracked() {
+            return;
+        }
         let labid = id.get_value();
         leptos::task::spawn_local(async move {
             match api.lab(&labid).await {
                 Ok(d) => {
-                    if new_end.with_untracked(String::is_empty) {
+                    // The dashboard may be gone by now (after a teardown): `try_`.
+                    if new_end.try_with_untracked(String::is_empty) == Some(true) {
                         new_end.set(format::datetime_local(d.lab.end));
                     }
                     detail.set(Some(d));
@@ -291,7 +297,7 @@ pub fn LabDashboard(
                 })
         }}
         <Show when=move || tearing_down.get()>
-            <TeardownDialog labid=id.get_value() on_close=move |()| tearing_down.set(false) on_done=on_back/>
+            <TeardownDialog labid=id.get_value() leaving on_close=move |()| tearing_down.set(false) on_done=on_back/>
         </Show>
     }
 }
@@ -535,6 +541,7 @@ fn ImportDialog(
 #[component]
 fn TeardownDialog(
     labid: String,
+    leaving: RwSignal<bool>,
     #[prop(into)] on_close: Callback<()>,
     #[prop(into)] on_done: Callback<()>,
 ) -> impl IntoView {
@@ -551,14 +558,17 @@ fn TeardownDialog(
             return;
         }
         sending.set(true);
+        leaving.set(true);
+        let labid = id.get_value();
         leptos::task::spawn_local(async move {
-            match api.delete_lab(&id.get_value()).await {
+            match api.delete_lab(&labid).await {
                 Ok(upid) => {
                     on_close.run(());
                     viewer.show_upid(&upid);
                     on_done.run(());
                 }
                 Err(e) => {
+                    leaving.set(false);
                     error.set(Some(format!("Tear down failed: {e}")));
                     sending.set(false);
                 }

@@ -146,7 +146,8 @@ pub fn LabWizard(
                     .into_iter()
                     .filter(|p| p.parent.is_none() && !labs.iter().any(|l| l.labid == p.poolid))
                     .collect();
-                if labid.with_untracked(String::is_empty) {
+                // The wizard may be closed by now: `try_`.
+                if labid.try_with_untracked(String::is_empty) == Some(true) {
                     if let Some(p) = free.first() {
                         labid.set(p.poolid.clone());
                     }
@@ -190,8 +191,15 @@ pub fn LabWizard(
         }
     });
 
+    // Reads finish in any order: only the newest file counts.
+    let reads = StoredValue::new(0u32);
     let on_file = move |event: leptos::ev::Event| {
+        reads.update_value(|n| *n += 1);
+        let this = reads.get_value();
         read_file(event, move |bytes| {
+            if reads.try_get_value() != Some(this) {
+                return;
+            }
             edited("csv");
             match std::str::from_utf8(&bytes) {
                 Ok(text) => {

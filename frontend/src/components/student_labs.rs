@@ -12,9 +12,10 @@ use crate::events::ClusterData;
 use crate::vm::VmState;
 
 /// Set `signal` only when the value changes (a set notifies even for the same value, and
-/// the console below must not be rebuilt by a refresh).
+/// the console below must not be rebuilt by a refresh). Called after an `await`, when the card
+/// may be gone: a disposed signal is left alone.
 fn set_changed<T: PartialEq + Send + Sync + 'static>(signal: RwSignal<T>, value: T) {
-    if signal.with_untracked(|v| *v != value) {
+    if signal.try_with_untracked(|v| *v != value) == Some(true) {
         signal.set(value);
     }
 }
