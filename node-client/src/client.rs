@@ -13,15 +13,14 @@ use reqwest::{Method, Url};
 use rustls::pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::diagnose::{classify, classify_error, unreachable, Failure};
 use crate::tls::{ClusterIdentity, TlsError};
 use crate::wire::{
-    ErrorBody, HaRequest, HeartbeatAnswer, HeartbeatRequest, ImageInfo, MigrateSendRequest,
-    MigrationStatus, NodeFacts, ShutdownRequest, VmRuntime, VmSpec, MIGRATION_UPGRADE,
+    ErrorBody, HaRequest, HeartbeatAnswer, HeartbeatRequest, ImageInfo, MigrateReceiveAnswer,
+    MigrateSendRequest, MigrationStatus, NodeFacts, ShutdownRequest, VmRuntime, VmSpec,
 };
 use crate::NodeName;
 
@@ -37,12 +36,6 @@ pub const VM_ACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long [`NodeClient::migrate_send`] waits for a migration to end.
 pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// The migration stream of [`NodeClient::migrate_receive`]: the upgraded mutual-TLS connection.
-pub type MigrationStream = tokio_rustls::client::TlsStream<TcpStream>;
-
-/// Longest answer head (and error body) read by hand.
-const MAX_HEAD: usize = 64 * 1024;
 
 /// Why a call to a node agent failed.
 #[derive(Debug, thiserror::Error)]
@@ -491,80 +484,25 @@ impl NodeClient {
         self.migrate_action(vmid, "cancel").await
     }
 
-    /// `POST /v1/vms/{vmid}/migrate/receive` with `spec`, upgraded to the raw migration stream
-    /// (`Upgrade: kiln-migration`): the node starts an incoming kiln-vmm for `spec` and pipes
-    /// this stream to it. Used by a source node agent, with its own node certificate.
-    ///
-    /// Connecting, TLS and the upgrade must finish within the client's timeout (at least
-    /// [`VM_ACTION_TIMEOUT`]: the node starts kiln-vmm before it answers).
-    pub async fn migrate_receive(&self, spec: &VmSpec) -> Result<MigrationStream, NodeClientError> {
-        let timeout = self.action_timeout();
-        tokio::time::timeout(timeout, self.connect_migration(spec))
-            .await
-            .unwrap_or_else(|_| {
-                Err(NodeClientError::Timeout {
-                    node: self.node.clone(),
-                    api_url: self.api_url.clone(),
-                    timeout,
-                })
-            })
+    /// `POST /v1/vms/{vmid}/migrate/receive`: the node starts an incoming kiln-vmm for
+    /// `spec`, listening on a port of its own for the source's kiln-vmm over mutual TLS, and
+    /// answers the port and the one-time token the source must present. Used by a source
+    /// node agent, with its own node certificate. The node starts kiln-vmm before it answers
+    /// (at least [`VM_ACTION_TIMEOUT`]).
+    pub async fn migrate_receive(
+        &self,
+        spec: &VmSpec,
+    ) -> Result<MigrateReceiveAnswer, NodeClientError> {
+        let path = format!("v1/vms/{}/migrate/receive", spec.vmid);
+        let bytes = self
+            .call(Method::POST, &path, Some(spec), self.action_timeout())
+            .await?;
+        self.decode(&bytes)
     }
 
-    async fn connect_migration(&self, spec: &VmSpec) -> Result<MigrationStream, NodeClientError> {
-        let mut tls = self.connect_tls().await?;
-        let body = serde_json::to_vec(spec).map_err(|e| NodeClientError::Request {
-            node: self.node.clone(),
-            api_url: self.api_url.clone(),
-            reason: format!("cannot encode the VM spec: {e}"),
-        })?;
-        let head = format!(
-            "POST /v1/vms/{}/migrate/receive HTTP/1.1\r\nHost: {}:{}\r\nConnection: Upgrade\r\nUpgrade: {MIGRATION_UPGRADE}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            spec.vmid,
-            self.node,
-            self.port,
-            body.len()
-        );
-        let io = |e: std::io::Error| self.failure(Failure::Other(e.to_string()));
-        tls.write_all(head.as_bytes()).await.map_err(io)?;
-        tls.write_all(&body).await.map_err(io)?;
-        tls.flush().await.map_err(io)?;
-        // Read the answer's head byte by byte: after a 101 the stream belongs to kiln-vmm.
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            if head.len() >= MAX_HEAD {
-                return Err(self.failure(Failure::Other(
-                    "the node sent an over-long answer head".to_owned(),
-                )));
-            }
-            head.push(tls.read_u8().await.map_err(io)?);
-        }
-        let text = String::from_utf8_lossy(&head);
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .and_then(|s| reqwest::StatusCode::from_u16(s).ok())
-            .ok_or_else(|| NodeClientError::InvalidResponse {
-                node: self.node.clone(),
-                reason: format!("not an HTTP answer: {:?}", text.lines().next()),
-            })?;
-        if status == reqwest::StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(tls);
-        }
-        let length = text
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-            .unwrap_or(0)
-            .min(MAX_HEAD);
-        let mut body = vec![0u8; length];
-        let _ = tls.read_exact(&mut body).await;
-        Err(NodeClientError::Http {
-            node: self.node.clone(),
-            status,
-            message: ErrorBody::message_from(&body),
-        })
+    /// The host part of this node's API URL (where its kiln-vmm listens for migrations).
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// A TCP connection with mutual TLS (HTTP/1.1 ALPN) to the node, for requests made by

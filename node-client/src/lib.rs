@@ -12,12 +12,11 @@ mod diagnose;
 mod join;
 mod join_token;
 mod name;
-pub mod tls;
+pub use kiln_tls as tls;
 pub mod wire;
 
 pub use client::{
-    ConsoleSocket, MigrationStream, NodeClient, NodeClientError, MIGRATION_TIMEOUT,
-    VM_ACTION_TIMEOUT,
+    ConsoleSocket, NodeClient, NodeClientError, MIGRATION_TIMEOUT, VM_ACTION_TIMEOUT,
 };
 pub use join::{join_cluster, JoinApplication, JoinError};
 pub use join_token::{JoinToken, MalformedJoinToken};

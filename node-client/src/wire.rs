@@ -284,9 +284,25 @@ fn default_downtime_ms() -> u64 {
     DEFAULT_MIGRATION_DOWNTIME_MS
 }
 
-/// The `Upgrade` protocol of `POST /v1/vms/{vmid}/migrate/receive`: after `101 Switching
-/// Protocols` the connection carries kiln-vmm's migration stream.
-pub const MIGRATION_UPGRADE: &str = "kiln-migration";
+/// Answer of `POST /v1/vms/{vmid}/migrate/receive`: where the target's kiln-vmm waits for
+/// the source's (mutual TLS on the target node's API host), and the one-time token the source
+/// must present there. The token is never shown in `Debug` output.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrateReceiveAnswer {
+    /// TCP port on the target node's API host.
+    pub port: u16,
+    /// One-time token of this migration.
+    pub token: String,
+}
+
+impl std::fmt::Debug for MigrateReceiveAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrateReceiveAnswer")
+            .field("port", &self.port)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
 
 /// Which side of a migration a VM is (mirrors kiln-vmm's control protocol).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

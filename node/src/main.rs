@@ -203,10 +203,18 @@ async fn run(data: &DataDir, options: RunOptions) -> anyhow::Result<()> {
     let facts = facts::spawn_sampler(reader)
         .await
         .context("cannot read host facts")?;
-    let vms = open_supervisor(data, &config.name, &facts.borrow(), &options).await?;
+    let listen = options.listen.unwrap_or(config.listen);
+    let migration = vms::process::MigrationNet {
+        bind: listen.ip(),
+        tls: kiln_vmm::protocol::TlsFiles {
+            ca: data.path().join(config::CA_FILE),
+            cert: data.path().join(config::CERT_FILE),
+            key: data.path().join(config::KEY_FILE),
+        },
+    };
+    let vms = open_supervisor(data, &config.name, &facts.borrow(), &options, migration).await?;
 
     let shutdown = shutdown_signal();
-    let listen = options.listen.unwrap_or(config.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -230,6 +238,7 @@ async fn open_supervisor(
     node: &NodeName,
     facts: &kiln_node_client::wire::NodeFacts,
     options: &RunOptions,
+    migration: vms::process::MigrationNet,
 ) -> anyhow::Result<vms::Supervisor> {
     use kiln_node_client::wire::TEST_GUEST_IMAGE;
 
@@ -287,6 +296,7 @@ async fn open_supervisor(
                 None
             }
         },
+        migration,
     })
     .await
     .context("cannot open the VM supervisor")?;

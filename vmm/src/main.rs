@@ -15,7 +15,9 @@ use kiln_vmm::boot::{BootKind, BootSource};
 use kiln_vmm::console::DEFAULT_SCROLLBACK;
 use kiln_vmm::control::server::{ControlSocket, InFlight};
 use kiln_vmm::lease::Lease;
+use kiln_vmm::migration::protocol::Token;
 use kiln_vmm::migration::receive;
+use kiln_vmm::migration::tls::TlsFiles;
 use kiln_vmm::migration::transport::Listener;
 use kiln_vmm::state::StopReason;
 use kiln_vmm::vm::{Vm, VmConfig};
@@ -57,6 +59,20 @@ struct Args {
     /// migration fails before the commit (the VM keeps running on the source).
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["kernel", "initrd", "cmdline"])]
     migrate_receive: Option<String>,
+    /// With --migrate-receive on host:port: accept the source only over mutual TLS, with
+    /// this cluster CA certificate (PEM) as the only trust anchor.
+    #[arg(long, value_name = "PATH", requires_all = ["migrate_receive", "tls_cert", "tls_key", "migrate_token_file"])]
+    tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM), presented to the source.
+    #[arg(long, value_name = "PATH", requires = "tls_ca")]
+    tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, value_name = "PATH", requires = "tls_ca")]
+    tls_key: Option<PathBuf>,
+    /// A file holding the one-time token the source must present (its agent gets it from
+    /// this node's agent); read once at start.
+    #[arg(long, value_name = "PATH", requires = "tls_ca")]
+    migrate_token_file: Option<PathBuf>,
     /// Also copy the guest console to stdout.
     #[arg(long)]
     console_stdout: bool,
@@ -138,9 +154,32 @@ fn run() -> anyhow::Result<i32> {
     };
     // The migration listener exists before the control socket appears, so a supervisor
     // that waits for the control socket may start the source right away.
+    let tls = match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            let files = TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            Some(
+                files
+                    .server_config()
+                    .context("cannot set up mutual TLS for the migration")?,
+            )
+        }
+        _ => None,
+    };
+    let token = match &args.migrate_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the migration token {}", path.display()))?;
+            Some(Token(text.trim().to_owned()))
+        }
+        None => None,
+    };
     let listener = match &args.migrate_receive {
         Some(listen) => Some(
-            Listener::bind(listen)
+            Listener::bind(listen, tls)
                 .with_context(|| format!("cannot listen for a migration on {listen}"))?,
         ),
         None => None,
@@ -156,6 +195,10 @@ fn run() -> anyhow::Result<i32> {
     })
     .context(what)?;
     let shared = vm.shared();
+    // Known before the control socket answers its first status (its agent reads it there).
+    if let Some(addr) = listener.as_ref().and_then(Listener::local_addr) {
+        shared.set_migration_listen(addr);
+    }
     let in_flight = Arc::new(InFlight::default());
     let lease = Lease::new(args.lease_deadline_ns);
     lease
@@ -165,7 +208,8 @@ fn run() -> anyhow::Result<i32> {
         .serve(shared.clone(), in_flight.clone(), lease)
         .context("cannot start the control socket thread")?;
     if let Some(listener) = listener {
-        receive::serve(listener, shared.clone()).context("cannot start the migration receiver")?;
+        receive::serve(listener, shared.clone(), token)
+            .context("cannot start the migration receiver")?;
     }
 
     for signal in [libc::SIGTERM, libc::SIGINT] {

@@ -299,6 +299,11 @@ impl VmShared {
     }
 
     /// The migration slot (progress, cancel flag, last result).
+    /// A migration target: the TCP address it listens on, reported by [`Self::status`].
+    pub fn set_migration_listen(&self, addr: String) {
+        self.migration.set_listen(addr);
+    }
+
     pub(crate) fn migration(&self) -> &crate::migration::MigrationSlot {
         &self.migration
     }
@@ -374,6 +379,7 @@ impl VmShared {
             memory_mib: self.config.memory_mib,
             uptime_ms: l.started.map_or(0, |s| s.elapsed().as_millis() as u64),
             pid: std::process::id(),
+            migration_listen: self.migration.listen(),
         }
     }
 

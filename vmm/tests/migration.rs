@@ -338,6 +338,7 @@ fn send_awaiting_commit(source: &TestVm, to: &str, commit_timeout_ms: u64) -> Mi
             bwlimit_mib_s: None,
             await_commit: true,
             commit_timeout_ms,
+            tls: None,
         })
         .expect("migrate_send");
     control

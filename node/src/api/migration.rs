@@ -1,9 +1,10 @@
 //! `/v1/vms/{vmid}/migrate/…`: live migration between node agents.
 //!
-//! - `POST …/migrate/receive` (target) with a [`VmSpec`] and `Upgrade: kiln-migration`: the
-//!   agent starts an incoming kiln-vmm for the spec, answers `101 Switching Protocols` and
-//!   pipes the upgraded mutual-TLS connection to kiln-vmm's migration socket. Refusals (bad
-//!   spec 400, VM id exists 409, not enough memory 503) come before anything is started.
+//! - `POST …/migrate/receive` (target) with a [`VmSpec`]: the agent starts an incoming
+//!   kiln-vmm for the spec, listening on a port of its own for the source's kiln-vmm over
+//!   mutual TLS, and answers that port and a one-time token ([`MigrateReceiveAnswer`]); the
+//!   source's kiln-vmm connects there directly. Refusals (bad spec 400, VM id exists 409, not
+//!   enough memory 503) come before anything is started.
 //! - `POST …/migrate/send` (source) with a [`MigrateSendRequest`]: migrates the VM to the
 //!   target node and answers the final [`MigrationStatus`].
 //!   With `await_commit` it answers as soon as the target has the whole VM (phase
@@ -19,93 +20,35 @@
 //!   discards an incoming VM waiting for its commit.
 //! - `GET …/migrate`: the current or last migration's status (rounds, bytes, phase).
 
-use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Request, State};
-use axum::http::{header, StatusCode};
-use axum::response::Response;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
-use hyper_util::rt::TokioIo;
-use kiln_node_client::wire::{MigrateSendRequest, MigrationStatus, VmSpec, MIGRATION_UPGRADE};
+use kiln_node_client::wire::{MigrateReceiveAnswer, MigrateSendRequest, MigrationStatus, VmSpec};
 
 use super::vms::vmid;
 use super::{ApiError, AppState};
 
-/// Largest accepted spec body.
-const MAX_SPEC_BYTES: usize = 64 * 1024;
-
-/// `POST /v1/vms/{vmid}/migrate/receive`, upgraded to the migration stream.
+/// `POST /v1/vms/{vmid}/migrate/receive` with a [`VmSpec`].
 pub async fn receive(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    mut request: Request,
-) -> Result<Response, ApiError> {
+    body: Result<Json<VmSpec>, JsonRejection>,
+) -> Result<Json<MigrateReceiveAnswer>, ApiError> {
     let vmid = vmid(&raw)?;
-    let wants_upgrade = request
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case(MIGRATION_UPGRADE));
-    let on_upgrade = request
-        .extensions_mut()
-        .remove::<hyper::upgrade::OnUpgrade>();
-    let Some(on_upgrade) = on_upgrade.filter(|_| wants_upgrade) else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("send this request over HTTP/1.1 with `Connection: Upgrade` and `Upgrade: {MIGRATION_UPGRADE}`"),
-        ));
-    };
-    let body = axum::body::to_bytes(request.into_body(), MAX_SPEC_BYTES)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the body: {e}"),
-            )
-        })?;
-    let spec: VmSpec = serde_json::from_slice(&body).map_err(|e| {
+    let Json(spec) = body.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("the body is not a VM spec: {e}"),
+            format!("the body is not a VM spec: {}", e.body_text()),
         )
     })?;
     let mem_available = state.facts.borrow().mem_available;
-    let mut local = state
-        .vms
-        .receive_incoming(vmid, spec, mem_available)
-        .await?;
-    let vms = state.vms.clone();
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let mut remote = TokioIo::new(upgraded);
-                // Large buffers: memory arrives in 1 MiB frames (tokio's default is 8 KiB).
-                let copied = tokio::io::copy_bidirectional_with_sizes(
-                    &mut remote,
-                    &mut local,
-                    crate::vms::MIGRATION_BUFFER,
-                    crate::vms::MIGRATION_BUFFER,
-                )
-                .await;
-                match copied {
-                    Ok((inbound, outbound)) => tracing::debug!(
-                        "VM {vmid}: incoming migration stream done ({inbound} bytes in, {outbound} back)"
-                    ),
-                    Err(e) => tracing::debug!("VM {vmid}: incoming migration stream ended: {e}"),
-                }
-            }
-            // Dropping `local` makes kiln-vmm give up; the VM is then forgotten here.
-            Err(e) => tracing::warn!("VM {vmid}: the migration upgrade failed: {e}"),
-        }
-        drop(local);
-        vms.incoming_ended(vmid).await;
-    });
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::CONNECTION, "upgrade")
-        .header(header::UPGRADE, MIGRATION_UPGRADE)
-        .body(Body::empty())
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    Ok(Json(
+        state
+            .vms
+            .receive_incoming(vmid, spec, mem_available)
+            .await?,
+    ))
 }
 
 /// `POST /v1/vms/{vmid}/migrate/send` with a [`MigrateSendRequest`].

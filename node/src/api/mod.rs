@@ -159,6 +159,14 @@ mod tests {
                 cpus: 2,
             },
             cgroups: None,
+            migration: crate::vms::process::MigrationNet {
+                bind: std::net::Ipv4Addr::LOCALHOST.into(),
+                tls: kiln_vmm::protocol::TlsFiles {
+                    ca: dir.path().join("ca.crt"),
+                    cert: dir.path().join("node.crt"),
+                    key: dir.path().join("node.key"),
+                },
+            },
         })
         .await
         .expect("supervisor");

@@ -10,12 +10,8 @@
 //! <data-dir>/vms/<vmid>/control.sock  kiln-vmm's control socket (while it runs)
 //! <data-dir>/vms/<vmid>/vmm.log     kiln-vmm's output, one block per start
 //! <data-dir>/vms/<vmid>/stopped.json  why it stopped, once the agent saw it stop
-//! <data-dir>/vms/<vmid>/migrate-in.sock  an incoming kiln-vmm's migration socket
-//! <data-dir>/vms/<vmid>/migrate-out.sock  the bridge of an outgoing migration to the target
+//! <data-dir>/vms/<vmid>/migrate.token  an incoming migration's one-time token (until kiln-vmm read it)
 //! ```
-
-/// Buffer size of each direction of a migration stream relay.
-pub const MIGRATION_BUFFER: usize = 1 << 20;
 
 pub mod cgroup;
 pub mod control;

@@ -50,13 +50,10 @@ impl VmDir {
     pub fn stopped(&self) -> PathBuf {
         self.path.join("stopped.json")
     }
-    /// `migrate-in.sock`: where an incoming kiln-vmm listens for the migration stream.
-    pub fn migrate_in(&self) -> PathBuf {
-        self.path.join("migrate-in.sock")
-    }
-    /// `migrate-out.sock`: where the agent bridges an outgoing migration to the target node.
-    pub fn migrate_out(&self) -> PathBuf {
-        self.path.join("migrate-out.sock")
+    /// `migrate.token`: an incoming migration's one-time token, read by kiln-vmm at its
+    /// start (then removed).
+    pub fn migrate_token(&self) -> PathBuf {
+        self.path.join("migrate.token")
     }
 }
 
@@ -79,17 +76,37 @@ pub fn spawn(
     spawn_with(vmm_bin, dir, spec, &what, args, cgroup)
 }
 
-/// Spawns `kiln-vmm --migrate-receive <dir>/migrate-in.sock` for `spec`: a paused VM without
-/// a guest image that waits for the source's migration stream on that socket.
+/// Where and how incoming migrations listen: the node API's address and the node's
+/// certificate files.
+#[derive(Debug, Clone)]
+pub struct MigrationNet {
+    /// The address an incoming kiln-vmm binds (port 0: the kernel picks one).
+    pub bind: std::net::IpAddr,
+    /// This node's TLS identity files.
+    pub tls: kiln_vmm::protocol::TlsFiles,
+}
+
+/// Spawns `kiln-vmm --migrate-receive <bind>:0` for `spec`: a paused VM without a guest
+/// image that waits for the source's kiln-vmm over mutual TLS, with this node's certificate
+/// and the token in `<dir>/migrate.token`.
 pub fn spawn_receive(
     vmm_bin: &Path,
     dir: &VmDir,
     spec: &VmSpec,
+    net: &MigrationNet,
     cgroup: Option<VmCgroup>,
 ) -> io::Result<tokio::process::Child> {
     let args: Vec<OsString> = vec![
         "--migrate-receive".into(),
-        dir.migrate_in().into(),
+        std::net::SocketAddr::new(net.bind, 0).to_string().into(),
+        "--tls-ca".into(),
+        net.tls.ca.clone().into(),
+        "--tls-cert".into(),
+        net.tls.cert.clone().into(),
+        "--tls-key".into(),
+        net.tls.key.clone().into(),
+        "--migrate-token-file".into(),
+        dir.migrate_token().into(),
         "--control-socket".into(),
         dir.socket().into(),
         "--memory-mib".into(),

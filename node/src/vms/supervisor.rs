@@ -61,6 +61,8 @@ pub struct SupervisorConfig {
     pub host: HostLimits,
     /// Per-VM cgroups, where the host lets the agent create them.
     pub cgroups: Option<super::cgroup::Cgroups>,
+    /// Where incoming migrations listen, with which certificate.
+    pub migration: super::process::MigrationNet,
 }
 
 /// The VMs of this node. Cheap to clone (shared).

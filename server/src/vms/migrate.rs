@@ -269,6 +269,15 @@ async fn online(
                 if let Ok(status) = source.migrate_status(vm.vmid).await {
                     progress.show(&status).await;
                 }
+                if !cancelled {
+                    if let Some(why) = target_gone(app, &plan.target) {
+                        cancelled = true;
+                        log.log(format!("{why}: cancelling the migration")).await;
+                        if let Err(e) = source.migrate_cancel(vm.vmid).await {
+                            log.log(format!("cannot cancel on node {}: {e}", vm.node)).await;
+                        }
+                    }
+                }
             }
             changed = stop.changed(), if !cancelled => {
                 if changed.is_ok() && *stop.borrow() {
@@ -298,8 +307,13 @@ async fn online(
             vm.node, status.phase, vm.vmid
         ));
     }
-    // A stop that arrived while the last pages went is still honoured here.
-    if cancelled || *stop.borrow() {
+    // A stop that arrived while the last pages went is still honoured here, and a target
+    // the cluster cannot reach is not handed the VM (it could not be told to run it).
+    let gone = target_gone(app, &plan.target);
+    if let Some(why) = &gone {
+        log.log(format!("{why}: cancelling the migration")).await;
+    }
+    if cancelled || gone.is_some() || *stop.borrow() {
         let _ = source.migrate_cancel(vm.vmid).await;
         progress.show(&status).await;
         return Err(format!(
@@ -320,6 +334,18 @@ async fn online(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Why the target node can no longer take the VM: its agent stopped answering (the cluster
+/// marks it offline), so nobody could commit the VM there.
+fn target_gone(app: &AppState, target: &str) -> Option<String> {
+    let state = app.nodes.get(target).state(app.nodes.timeout());
+    (state != NodeState::Online).then(|| {
+        format!(
+            "node {target} is {} now (its agent stopped answering)",
+            state.as_str()
+        )
+    })
 }
 
 /// The target has the whole VM and the source holds it paused. The handover, in the order

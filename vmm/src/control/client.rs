@@ -170,6 +170,7 @@ impl ControlClient {
             bwlimit_mib_s,
             await_commit: false,
             commit_timeout_ms: crate::control::protocol::DEFAULT_COMMIT_TIMEOUT_MS,
+            tls: None,
         })
     }
 

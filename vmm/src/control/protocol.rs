@@ -15,6 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::migration::tls::{MigrateTls, TlsFiles};
+
 pub use crate::state::{StopReason, VmState};
 
 /// Version of this protocol; reported in [`VmStatus`].
@@ -67,6 +69,9 @@ pub enum Request {
         /// within this many milliseconds.
         #[serde(default = "default_commit_timeout_ms")]
         commit_timeout_ms: u64,
+        /// Between nodes: connect over mutual TLS (`to` is the target's host:port).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tls: Option<MigrateTls>,
     },
     /// Source, in [`MigrationPhase::AwaitingCommit`]: hand the VM over. From the reply on
     /// this VMM never resumes the VM by itself ([`MigrationPhase::HandedOver`]); the cluster
@@ -310,6 +315,9 @@ pub struct VmStatus {
     pub uptime_ms: u64,
     /// Process id of this kiln-vmm.
     pub pid: u32,
+    /// A migration target: the TCP address it listens on for its source (`host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_listen: Option<String>,
 }
 
 /// Per-kind exit counters (VM exits to user space, plus kicks).

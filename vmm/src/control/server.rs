@@ -210,6 +210,7 @@ fn handle(vm: &Arc<VmShared>, lease: &Lease, request: Request) -> Next {
             bwlimit_mib_s,
             await_commit,
             commit_timeout_ms,
+            tls,
         } => {
             return Next::Reply(migration_reply(send::start(
                 vm.clone(),
@@ -219,6 +220,7 @@ fn handle(vm: &Arc<VmShared>, lease: &Lease, request: Request) -> Next {
                     bwlimit_mib_s,
                     await_commit: await_commit
                         .then(|| Duration::from_millis(commit_timeout_ms.max(1))),
+                    tls,
                 },
             )))
         }

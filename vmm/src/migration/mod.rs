@@ -7,8 +7,8 @@
 //!   commit.
 //! - [`receive`]: the target (`kiln-vmm --migrate-receive`): a paused VM without a guest
 //!   image that takes memory and state and resumes on commit.
-//! - [`transport`]: Unix socket or TCP streams (mutual TLS between nodes comes later and
-//!   carries the same bytes).
+//! - [`transport`]: Unix socket or TCP streams, and [`tls`]: mutual TLS between nodes,
+//!   spoken by kiln-vmm itself (no agent relays the stream).
 //!
 //! Safety rules. The target runs the VM only on a commit: the source's `Commit` frame (two
 //! VMMs alone) or `migrate_commit` (a cluster, whose server records the new owner first). The
@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod receive;
 pub mod send;
 pub mod state;
+pub mod tls;
 pub mod transport;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +47,15 @@ pub enum MigrationError {
     /// The target could not be reached.
     #[error("cannot connect to the migration target {to}; is `kiln-vmm --migrate-receive` listening there?")]
     Connect {
+        /// Target address.
+        to: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The mutual-TLS handshake with the target failed (certificate, name, CA).
+    #[error("mutual TLS with the migration target {to} failed")]
+    Tls {
         /// Target address.
         to: String,
         /// Why.
@@ -150,6 +160,8 @@ pub struct MigrationSlot {
     inner: Mutex<SlotInner>,
     changed: Condvar,
     cancel: AtomicBool,
+    /// A target's TCP listening address, once bound.
+    listen: std::sync::OnceLock<String>,
 }
 
 /// What ended a wait at a handover point.
@@ -164,6 +176,16 @@ pub(crate) enum Decision {
 }
 
 impl MigrationSlot {
+    /// A target: remembers the TCP address it listens on (reported in `status`).
+    pub fn set_listen(&self, addr: String) {
+        let _ = self.listen.set(addr);
+    }
+
+    /// A target's TCP listening address.
+    pub fn listen(&self) -> Option<String> {
+        self.listen.get().cloned()
+    }
+
     fn lock(&self) -> MutexGuard<'_, SlotInner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }

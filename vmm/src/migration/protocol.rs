@@ -243,6 +243,29 @@ pub struct MigrationConfig {
     pub boot_image: Option<String>,
     /// kiln-vmm version of the source.
     pub vmm_version: String,
+    /// Between nodes: the one-time token the target's agent issued for this migration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Token>,
+}
+
+/// A one-time migration token: random text the target's node agent issues and the source
+/// presents. Never shown in `Debug` output; compared in constant time.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Token(pub String);
+
+impl Token {
+    /// Whether `self` is `other`, in time that does not depend on where they differ.
+    pub fn matches(&self, other: &Token) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
 }
 
 /// Why a side gave up.

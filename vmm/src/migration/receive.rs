@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend as _, GuestMemoryRegion};
 
 use super::protocol::{
-    self as wire, AbortReason, FrameKind, MigrationConfig, ResumeReport, StreamError, PAGE_SIZE,
+    self as wire, AbortReason, FrameKind, MigrationConfig, ResumeReport, StreamError, Token,
+    PAGE_SIZE,
 };
-use super::transport::{Listener, MigrationStream};
+use super::transport::{AcceptError, Listener, MigrationStream};
 use super::{state, Decision, MigrationError};
 use crate::control::protocol::{MigrationPhase, MigrationRole, MigrationStatus};
 use crate::state::StopReason;
@@ -22,18 +23,35 @@ use crate::vm::VmShared;
 /// How long a target whose stream broke while it waited for its commit keeps the VM for a
 /// commit through the control socket (the cluster resolves the handover well before).
 pub const LOST_STREAM_COMMIT_WAIT: Duration = Duration::from_secs(120);
+/// How long a target waits for its source to connect.
+pub const ACCEPT_WAIT: Duration = Duration::from_secs(60);
 
 /// Wait for one source on `listener` (on a thread) and receive the VM. On failure the VM
 /// is stopped with [`StopReason::IncomingMigrationFailed`].
-pub fn serve(listener: Listener, vm: Arc<VmShared>) -> Result<(), MigrationError> {
+///
+/// With a `token`, the source's config must carry the same one (the target's agent hands it
+/// to the source's); connections that fail the TLS handshake are refused and the listener
+/// goes on waiting, until [`ACCEPT_WAIT`] has passed without a source.
+pub fn serve(
+    listener: Listener,
+    vm: Arc<VmShared>,
+    token: Option<Token>,
+) -> Result<(), MigrationError> {
     std::thread::Builder::new()
         .name("migrate-recv".into())
         .spawn(move || {
-            let (mut stream, peer) = match listener.accept() {
+            let deadline = Instant::now() + ACCEPT_WAIT;
+            let accepted = loop {
+                match listener.accept(deadline) {
+                    Err(e @ AcceptError::Handshake { .. }) => eprintln!("kiln-vmm: {e}"),
+                    other => break other,
+                }
+            };
+            let (mut stream, peer) = match accepted {
                 Ok(s) => s,
                 Err(e) => {
                     vm.request_stop(StopReason::IncomingMigrationFailed {
-                        detail: format!("cannot accept the migration connection: {e}"),
+                        detail: format!("no migration stream: {e}"),
                     });
                     return;
                 }
@@ -56,7 +74,7 @@ pub fn serve(listener: Listener, vm: Arc<VmShared>) -> Result<(), MigrationError
                 error: None,
             });
             let t0 = Instant::now();
-            match receive(&mut stream, &vm) {
+            match receive(&mut stream, &vm, token.as_ref()) {
                 Ok(report) => {
                     vm.migration().update(|s| {
                         s.phase = MigrationPhase::Completed;
@@ -186,6 +204,7 @@ fn apply_memory(vm: &VmShared, payload: &[u8]) -> Result<(), MigrationError> {
 fn receive(
     stream: &mut Box<dyn MigrationStream>,
     vm: &Arc<VmShared>,
+    token: Option<&Token>,
 ) -> Result<ResumeReport, MigrationError> {
     if let Err(e) = wire::read_header(stream) {
         return Err(match e {
@@ -208,6 +227,14 @@ fn receive(
     let config: MigrationConfig = first
         .json("config")
         .map_err(MigrationError::stream("the config"))?;
+    if let Some(expected) = token {
+        if config.token.as_ref().is_none_or(|t| !t.matches(expected)) {
+            return Err(refuse(
+                stream,
+                "the migration token does not match the one this target's node agent issued; start the migration through the node agents".into(),
+            ));
+        }
+    }
     if let Err(message) = check_config(vm, &config) {
         return Err(refuse(stream, message));
     }

@@ -8,8 +8,10 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::dirty::{DirtyLog, PageSet};
 use super::protocol::{
-    self as wire, AbortReason, FrameKind, MigrationConfig, RecordKind, ResumeReport, PAGE_SIZE,
+    self as wire, AbortReason, FrameKind, MigrationConfig, RecordKind, ResumeReport, Token,
+    PAGE_SIZE,
 };
+use super::tls::MigrateTls;
 use super::transport::{self, MigrationStream};
 use super::{final_phase, state, Decision, MigrationError};
 use crate::control::protocol::{MigrationPhase, MigrationRole, MigrationRound, MigrationStatus};
@@ -27,6 +29,8 @@ pub struct SendOptions {
     pub bwlimit_mib_s: Option<u64>,
     /// Wait (at most this long) for `migrate_commit` before committing.
     pub await_commit: Option<Duration>,
+    /// Between nodes: mutual TLS to the target (`to` is then its host:port).
+    pub tls: Option<MigrateTls>,
 }
 
 /// Pages per Memory frame (1 MiB of data).
@@ -201,11 +205,14 @@ struct Sent {
 
 impl Source<'_> {
     fn migrate(&mut self, throttle: &Throttle) -> Result<Completed, MigrationError> {
-        let mut stream =
-            transport::connect(&self.opts.to).map_err(|source| MigrationError::Connect {
-                to: self.opts.to.clone(),
-                source,
-            })?;
+        let to = self.opts.to.clone();
+        let mut stream = transport::connect(&to, self.opts.tls.as_ref()).map_err(|source| {
+            if super::tls::is_tls_error(&source) {
+                MigrationError::Tls { to, source }
+            } else {
+                MigrationError::Connect { to, source }
+            }
+        })?;
         let result = self.migrate_on(&mut stream, throttle);
         if let Err(e) = &result {
             if !self.committed {
@@ -241,6 +248,7 @@ impl Source<'_> {
                 .as_ref()
                 .map(|b| b.kernel().display().to_string()),
             vmm_version: env!("CARGO_PKG_VERSION").to_string(),
+            token: self.opts.tls.as_ref().map(|t| Token(t.token.clone())),
         };
         wire::write_header(stream).map_err(MigrationError::stream("the header"))?;
         self.bytes += wire::write_json(stream, FrameKind::Config, &mig_config)

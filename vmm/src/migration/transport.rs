@@ -1,11 +1,17 @@
-//! Byte streams for migration: a Unix socket path or `host:port` (TCP). The protocol works
-//! over any `Read + Write`; node-to-node mutual TLS will wrap the same bytes.
+//! Byte streams for migration: a Unix socket path or `host:port` (TCP), and between nodes
+//! mutual TLS over TCP ([`super::tls`]). The protocol works over any of them.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::ServerConfig;
+
+use super::tls::{self, MigrateTls};
 
 /// A migration stream: a socket that can be read on one thread while another writes, and
 /// shut down from either.
@@ -44,14 +50,20 @@ fn is_tcp(addr: &str) -> bool {
     !addr.contains('/') && addr.contains(':')
 }
 
-/// Connect to a target.
-pub fn connect(to: &str) -> std::io::Result<Box<dyn MigrationStream>> {
+/// Connect to a target; with `tls`, over mutual TLS (a `host:port` target only).
+pub fn connect(to: &str, tls: Option<&MigrateTls>) -> std::io::Result<Box<dyn MigrationStream>> {
     if is_tcp(to) {
         let s = TcpStream::connect(to)?;
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(IO_TIMEOUT))?;
-        s.set_write_timeout(Some(IO_TIMEOUT))?;
-        Ok(Box::new(s))
+        tcp_options(&s)?;
+        Ok(match tls {
+            Some(settings) => Box::new(tls::connect(s, settings)?),
+            None => Box::new(s),
+        })
+    } else if tls.is_some() {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "mutual TLS needs a host:port target, not a Unix socket",
+        ))
     } else {
         let s = UnixStream::connect(to)?;
         s.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -60,19 +72,59 @@ pub fn connect(to: &str) -> std::io::Result<Box<dyn MigrationStream>> {
     }
 }
 
+fn tcp_options(s: &TcpStream) -> std::io::Result<()> {
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))
+}
+
+/// Why no source was accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// Nobody connected in time.
+    #[error("no source connected within {0:?}")]
+    Timeout(Duration),
+    /// Accepting failed.
+    #[error("cannot accept a connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// A connection came but failed the TLS handshake (not a cluster member, wrong
+    /// protocol): the listener goes on waiting for the real source.
+    #[error("refused a migration connection from {peer}: {source}")]
+    Handshake {
+        /// Who connected.
+        peer: String,
+        /// Why the handshake failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Where a target listens; a Unix socket file is removed when this is dropped.
 pub enum Listener {
     /// Unix socket.
     Unix(UnixListener, PathBuf),
     /// TCP.
     Tcp(TcpListener),
+    /// Mutual TLS over TCP.
+    Tls(TcpListener, Arc<ServerConfig>),
 }
 
 impl Listener {
-    /// Listen on `addr` (a stale Unix socket file is replaced).
-    pub fn bind(addr: &str) -> std::io::Result<Listener> {
+    /// Listen on `addr` (a stale Unix socket file is replaced); with `tls`, a TCP address
+    /// whose connections must complete a mutual-TLS handshake.
+    pub fn bind(addr: &str, tls: Option<Arc<ServerConfig>>) -> std::io::Result<Listener> {
         if is_tcp(addr) {
-            return Ok(Listener::Tcp(TcpListener::bind(addr)?));
+            let listener = TcpListener::bind(addr)?;
+            return Ok(match tls {
+                Some(config) => Listener::Tls(listener, config),
+                None => Listener::Tcp(listener),
+            });
+        }
+        if tls.is_some() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "mutual TLS needs a host:port address to listen on, not a Unix socket",
+            ));
         }
         let path = PathBuf::from(addr);
         if path.exists() && UnixStream::connect(&path).is_err() {
@@ -81,8 +133,27 @@ impl Listener {
         Ok(Listener::Unix(UnixListener::bind(&path)?, path))
     }
 
-    /// Accept one source; returns the stream and a description of the peer.
-    pub fn accept(&self) -> std::io::Result<(Box<dyn MigrationStream>, String)> {
+    /// The bound TCP address (`host:port`, the port picked by the kernel for port 0).
+    pub fn local_addr(&self) -> Option<String> {
+        match self {
+            Listener::Unix(..) => None,
+            Listener::Tcp(l) | Listener::Tls(l, _) => l.local_addr().ok().map(|a| a.to_string()),
+        }
+    }
+
+    /// Accept one source before `deadline`; returns the stream and a description of the peer.
+    pub fn accept(
+        &self,
+        deadline: Instant,
+    ) -> Result<(Box<dyn MigrationStream>, String), AcceptError> {
+        let fd = match self {
+            Listener::Unix(l, _) => l.as_raw_fd(),
+            Listener::Tcp(l) | Listener::Tls(l, _) => l.as_raw_fd(),
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !readable_within(fd, left)? {
+            return Err(AcceptError::Timeout(left));
+        }
         match self {
             Listener::Unix(l, path) => {
                 let (s, _) = l.accept()?;
@@ -92,11 +163,46 @@ impl Listener {
             }
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept()?;
-                s.set_nodelay(true)?;
-                s.set_read_timeout(Some(IO_TIMEOUT))?;
-                s.set_write_timeout(Some(IO_TIMEOUT))?;
+                tcp_options(&s)?;
                 Ok((Box::new(s), peer.to_string()))
             }
+            Listener::Tls(l, config) => {
+                let (s, peer) = l.accept()?;
+                let peer = peer.to_string();
+                // A silent peer must not hold the listener for long.
+                s.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+                let stream = tls::accept(s, config.clone())
+                    .and_then(|stream| stream.set_timeouts(IO_TIMEOUT).map(|()| stream))
+                    .map_err(|source| AcceptError::Handshake {
+                        peer: peer.clone(),
+                        source,
+                    })?;
+                Ok((Box::new(stream), format!("{peer} (mutual TLS)")))
+            }
+        }
+    }
+}
+
+/// How long a TLS client may take for its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits until `fd` is readable (a listener: a connection waits) or `timeout` passes.
+fn readable_within(fd: std::os::fd::RawFd, timeout: Duration) -> std::io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    loop {
+        // SAFETY: `pfd` is one valid pollfd on this stack frame, and the count says one.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n >= 0 {
+            return Ok(n > 0);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
         }
     }
 }

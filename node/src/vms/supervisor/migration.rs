@@ -1,26 +1,28 @@
 //! Live migration between node agents (spec section 2 "Transport", 3 "Ownership").
 //!
-//! Target: [`Supervisor::receive_incoming`] starts `kiln-vmm --migrate-receive
-//! <vm dir>/migrate-in.sock` for the spec and hands the API a connection to that socket,
-//! which it pipes to the upgraded mutual-TLS stream from the source agent. The VM shows as
-//! paused until kiln-vmm runs it after the commit; if the migration ends without a commit
-//! the VM is forgotten here (it never stopped belonging to the source).
+//! Target: [`Supervisor::receive_incoming`] starts `kiln-vmm --migrate-receive <host>:0`
+//! with this node's certificate and a one-time token, and answers the port it listens on and
+//! the token. The source's kiln-vmm connects there itself over mutual TLS (the cluster CA);
+//! no agent relays the stream. The VM shows as paused until kiln-vmm runs it after the
+//! commit; if the migration ends without a commit the VM is forgotten here (it never stopped
+//! belonging to the source).
 //!
-//! Source: [`Supervisor::migrate_send`] opens the target through [`NodeClient`] with this
-//! node's own certificate, bridges `<vm dir>/migrate-out.sock` to that stream, tells kiln-vmm
-//! `migrate_send` to the socket and waits for the end — or, with `await_commit`, until the
-//! target has the whole VM, when the handover ([`super::handover`]) takes over. After a
-//! completed migration the VM is stopped here with the reason `migrated to <target>`.
+//! Source: [`Supervisor::migrate_send`] asks the target agent through [`NodeClient`] (this
+//! node's own certificate) to receive, tells kiln-vmm `migrate_send` to the target's port with
+//! the token and this node's certificate files, and waits for the end — or, with
+//! `await_commit`, until the target has the whole VM, when the handover
+//! ([`super::handover`]) takes over. After a completed migration the VM is stopped here with
+//! the reason `migrated to <target>`.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use kiln_node_client::wire::{
-    MigrateSendRequest, MigrationPhase, MigrationStatus, VmPowerState, VmSpec,
+    MigrateReceiveAnswer, MigrateSendRequest, MigrationPhase, MigrationStatus, VmPowerState, VmSpec,
 };
-use kiln_node_client::{ClusterIdentity, MigrationStream, NodeClient, NodeClientError, NodeName};
-use tokio::net::{UnixListener, UnixStream};
+use kiln_node_client::{ClusterIdentity, NodeClient, NodeClientError, NodeName};
+use kiln_vmm::protocol::MigrateTls;
 use tokio::sync::watch;
 
 use super::{
@@ -33,21 +35,18 @@ use crate::vms::VmError;
 
 /// How long one `migrate_status {wait: true}` may block (kiln-vmm answers within an hour).
 const MIGRATION_WAIT: Duration = Duration::from_secs(3700);
-/// How long kiln-vmm may take to connect to the bridge socket after `migrate_send`.
-const BRIDGE_ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the bridge may take to drain after the migration ended.
-const BRIDGE_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Supervisor {
-    /// Target side: starts an incoming kiln-vmm for `spec` and connects to its migration
-    /// socket. Refuses, before starting anything, a bad spec (400), a VM id that exists here
+    /// Target side: starts an incoming kiln-vmm for `spec`, listening for the source's
+    /// kiln-vmm over mutual TLS; answers its port and the one-time token the source must
+    /// present. Refuses, before starting anything, a bad spec (400), a VM id that exists here
     /// (409) and a VM bigger than `mem_available` bytes (503).
     pub async fn receive_incoming(
         &self,
         vmid: u32,
         spec: VmSpec,
         mem_available: u64,
-    ) -> Result<UnixStream, VmError> {
+    ) -> Result<MigrateReceiveAnswer, VmError> {
         check_spec(&spec, vmid, self.inner.config.host).map_err(VmError::BadSpec)?;
         let _guard = self.lock_vm(vmid).await;
         if self.table().contains_key(&vmid) {
@@ -69,9 +68,10 @@ impl Supervisor {
         let dir = VmDir {
             path: config.vms_dir.join(vmid.to_string()),
         };
+        let token = hex::encode(rand::random::<[u8; 32]>());
         {
-            let (dir, spec) = (dir.clone(), spec.clone());
-            tokio::task::spawn_blocking(move || prepare_incoming(&dir, &spec))
+            let (dir, spec, token) = (dir.clone(), spec.clone(), token.clone());
+            tokio::task::spawn_blocking(move || prepare_incoming(&dir, &spec, &token))
                 .await
                 .unwrap_or_else(|e| {
                     Err(VmError::io(
@@ -92,15 +92,16 @@ impl Supervisor {
             },
         );
         let spawned = {
-            let (bin, dir, spec, cgroups) = (
+            let (bin, dir, spec, cgroups, net) = (
                 config.vmm_bin.clone(),
                 dir.clone(),
                 spec.clone(),
                 config.cgroups.clone(),
+                config.migration.clone(),
             );
             tokio::task::spawn_blocking(move || {
                 let cgroup = super::vm_cgroup(cgroups.as_ref(), spec.vmid);
-                process::spawn_receive(&bin, &dir, &spec, cgroup)
+                process::spawn_receive(&bin, &dir, &spec, &net, cgroup)
             })
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
@@ -118,9 +119,16 @@ impl Supervisor {
                 });
             }
         };
-        let status = match wait_ready(&mut child, &dir).await {
-            Ok(status) => status,
+        let ready = wait_ready(&mut child, &dir).await;
+        // kiln-vmm read the token at its start; it need not stay on disk.
+        let _ = tokio::fs::remove_file(dir.migrate_token()).await;
+        let (status, port) = match ready.and_then(|status| {
+            let port = listen_port(status.migration_listen.as_deref())?;
+            Ok((status, port))
+        }) {
+            Ok(ready) => ready,
             Err(detail) => {
+                let _ = child.start_kill();
                 self.forget(vmid).await;
                 return Err(VmError::StartFailed { vmid, detail });
             }
@@ -144,13 +152,14 @@ impl Supervisor {
             });
         });
         tokio::spawn(watch_child(self.clone(), vmid, child, process));
-        match UnixStream::connect(dir.migrate_in()).await {
-            Ok(stream) => Ok(stream),
-            Err(e) => {
-                let _ = tokio::task::spawn_blocking(move || process.kill()).await;
-                Err(VmError::io("connect to", &dir.migrate_in(), e))
-            }
-        }
+        let this = self.clone();
+        let socket = dir.socket();
+        tokio::spawn(async move {
+            // Once the stream has ended (committed, or given up), show the VM's state at once.
+            let _ = wait_settled(vmid, &socket, true).await;
+            this.incoming_ended(vmid).await;
+        });
+        Ok(MigrateReceiveAnswer { port, token })
     }
 
     /// Target side, once the migration stream has ended: reads the VM's state at once (rather
@@ -226,27 +235,26 @@ impl Supervisor {
             }
             (slot.spec.clone(), slot.dir.clone())
         };
-        let stream = client
+        let answer = client
             .migrate_receive(&spec)
             .await
             .map_err(|e| target_refused(vmid, &target, e))?;
-        let bridge_path = dir.migrate_out();
-        let _ = std::fs::remove_file(&bridge_path);
-        let listener = UnixListener::bind(&bridge_path)
-            .map_err(|e| VmError::io("listen on", &bridge_path, e))?;
-        let bridge = tokio::spawn(bridge(vmid, listener, stream));
+        let to = host_port(client.host(), answer.port);
+        let tls = MigrateTls {
+            server_name: target.to_string(),
+            token: answer.token,
+            identity: self.inner.config.migration.tls.clone(),
+        };
         self.set_migration(vmid, Some(Migrating::Outgoing(target.clone())));
         let outgoing = Outgoing {
             vmid,
             target,
             target_url: request.target_api_url.clone(),
-            bridge,
-            bridge_path,
             socket: dir.socket(),
         };
 
         let result = self
-            .run_migration(vmid, &outgoing.socket, &outgoing.bridge_path, &request)
+            .run_migration(vmid, &outgoing.socket, to, tls, &request)
             .await;
         match result {
             Ok(mut status) if status.phase == MigrationPhase::AwaitingCommit => {
@@ -276,9 +284,8 @@ impl Supervisor {
         }
     }
 
-    /// Ends an outgoing migration whose kiln-vmm has `settled`: closes the bridge, and
-    /// either waits for the VM to stop here (completed) or clears the migration mark (the VM
-    /// keeps running here).
+    /// Ends an outgoing migration whose kiln-vmm has `settled`: either waits for the VM to
+    /// stop here (completed) or clears the migration mark (the VM keeps running here).
     async fn conclude(
         &self,
         outgoing: Outgoing,
@@ -288,19 +295,8 @@ impl Supervisor {
             vmid,
             target,
             target_url,
-            mut bridge,
-            bridge_path,
             ..
         } = outgoing;
-        let _ = std::fs::remove_file(&bridge_path);
-        // After an error the target must see the stream end at once (it then discards).
-        if settled.is_err()
-            || tokio::time::timeout(BRIDGE_DRAIN_TIMEOUT, &mut bridge)
-                .await
-                .is_err()
-        {
-            bridge.abort();
-        }
         let mut status = match settled {
             Ok(status) => status,
             Err(e) => {
@@ -308,7 +304,7 @@ impl Supervisor {
                 return Err(e);
             }
         };
-        // kiln-vmm only knows the bridge socket; the caller wants the node.
+        // kiln-vmm only knows the target's address; the caller wants the node.
         status.peer = format!("{target} ({target_url})");
         match status.phase {
             MigrationPhase::Completed => {
@@ -351,11 +347,13 @@ impl Supervisor {
         &self,
         vmid: u32,
         socket: &Path,
-        bridge_path: &Path,
+        to: String,
+        tls: MigrateTls,
         request: &MigrateSendRequest,
     ) -> Result<MigrationStatus, VmError> {
         let send = kiln_vmm::protocol::Request::MigrateSend {
-            to: bridge_path.to_string_lossy().into_owned(),
+            to,
+            tls: Some(tls),
             downtime_ms: request.downtime_ms,
             bwlimit_mib_s: request.bwlimit_mib_s,
             await_commit: request.await_commit,
@@ -411,11 +409,23 @@ impl Supervisor {
     }
 }
 
-/// Lays out the directory of an incoming VM. Blocking.
-fn prepare_incoming(dir: &VmDir, spec: &VmSpec) -> Result<(), VmError> {
+/// Lays out the directory of an incoming VM, with the migration token (mode 0600) for
+/// kiln-vmm to read at its start. Blocking.
+fn prepare_incoming(dir: &VmDir, spec: &VmSpec, token: &str) -> Result<(), VmError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(&dir.path).map_err(|e| VmError::io("create", &dir.path, e))?;
     write_json(&dir.spec(), spec).map_err(|e| VmError::io("write", &dir.spec(), e))?;
-    for stale in [dir.stopped(), dir.socket(), dir.migrate_in()] {
+    let token_file = dir.migrate_token();
+    let _ = std::fs::remove_file(&token_file);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&token_file)
+        .and_then(|mut f| f.write_all(token.as_bytes()))
+        .map_err(|e| VmError::io("write", &token_file, e))?;
+    for stale in [dir.stopped(), dir.socket()] {
         match std::fs::remove_file(&stale) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(VmError::io("remove", &stale, e))
@@ -436,8 +446,6 @@ struct Outgoing {
     vmid: u32,
     target: NodeName,
     target_url: String,
-    bridge: tokio::task::JoinHandle<()>,
-    bridge_path: std::path::PathBuf,
     socket: std::path::PathBuf,
 }
 
@@ -491,34 +499,22 @@ fn target_refused(vmid: u32, target: &NodeName, err: NodeClientError) -> VmError
     }
 }
 
-/// Accepts kiln-vmm's connection on the bridge socket and pipes it to the target's stream.
-async fn bridge(vmid: u32, listener: UnixListener, mut stream: MigrationStream) {
-    let accepted = tokio::time::timeout(BRIDGE_ACCEPT_TIMEOUT, listener.accept()).await;
-    drop(listener);
-    let mut local = match accepted {
-        Ok(Ok((local, _))) => local,
-        Ok(Err(e)) => {
-            tracing::warn!("VM {vmid}: migration bridge: cannot accept kiln-vmm: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!("VM {vmid}: migration bridge: kiln-vmm did not connect");
-            return;
-        }
-    };
-    // Large buffers: memory goes in 1 MiB frames (tokio's default is 8 KiB).
-    let copied = tokio::io::copy_bidirectional_with_sizes(
-        &mut local,
-        &mut stream,
-        crate::vms::MIGRATION_BUFFER,
-        crate::vms::MIGRATION_BUFFER,
-    )
-    .await;
-    match copied {
-        Ok((out, back)) => {
-            tracing::debug!("VM {vmid}: migration bridge done ({out} bytes out, {back} back)")
-        }
-        Err(e) => tracing::debug!("VM {vmid}: migration bridge ended: {e}"),
+/// The port of an incoming kiln-vmm's `host:port` listening address.
+fn listen_port(listen: Option<&str>) -> Result<u16, String> {
+    listen
+        .and_then(|addr| addr.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse().ok())
+        .ok_or_else(|| {
+            format!("kiln-vmm did not report a TCP port for the migration (it said {listen:?}); is it the same version as kiln-node?")
+        })
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -526,6 +522,18 @@ async fn bridge(vmid: u32, listener: UnixListener, mut stream: MigrationStream) 
 mod tests {
     use super::*;
     use kiln_vmm::protocol::{self as vmm, MigrationRound};
+
+    #[test]
+    fn addresses_of_the_target_kiln_vmm() {
+        assert_eq!(listen_port(Some("0.0.0.0:40123")), Ok(40123));
+        assert_eq!(listen_port(Some("[::]:7")), Ok(7));
+        assert!(listen_port(None).is_err());
+        assert!(listen_port(Some("/run/x.sock")).is_err());
+        assert_eq!(host_port("10.0.0.2", 9), "10.0.0.2:9");
+        assert_eq!(host_port("::1", 9), "[::1]:9");
+        assert_eq!(host_port("[::1]", 9), "[::1]:9");
+        assert_eq!(host_port("n2.example", 9), "n2.example:9");
+    }
 
     #[test]
     fn the_wire_mirror_reads_kiln_vmm_migration_status() {

@@ -1,5 +1,5 @@
-//! Cluster TLS: the PEM identity a cluster member holds, the rustls configurations built from it
-//! and certificate fingerprints.
+//! Kiln cluster TLS: the PEM identity a cluster member holds, the rustls configurations built
+//! from it, and certificate fingerprints.
 //!
 //! Every member (the server and each node) holds the cluster CA certificate and its own
 //! certificate and key signed by that CA. Both directions of every connection are checked against
@@ -107,10 +107,20 @@ impl ClusterIdentity {
     /// Reads `dir/ca.crt` ([`CA_FILE`]), `dir/<cert_file>` and `dir/<key_file>`, and checks that
     /// each parses.
     pub fn from_dir(dir: &Path, cert_file: &str, key_file: &str) -> Result<Self, TlsError> {
+        Self::from_files(
+            &dir.join(CA_FILE),
+            &dir.join(cert_file),
+            &dir.join(key_file),
+        )
+    }
+
+    /// Reads the CA certificate, the member certificate and the key from their files, and
+    /// checks that each parses.
+    pub fn from_files(ca: &Path, cert: &Path, key: &Path) -> Result<Self, TlsError> {
         let identity = ClusterIdentity {
-            ca_pem: read_pem_file(&dir.join(CA_FILE))?,
-            cert_pem: read_pem_file(&dir.join(cert_file))?,
-            key_pem: read_pem_file(&dir.join(key_file))?,
+            ca_pem: read_pem_file(ca)?,
+            cert_pem: read_pem_file(cert)?,
+            key_pem: read_pem_file(key)?,
         };
         identity.ca_roots()?;
         parse_certificates(&identity.cert_pem, "the member certificate")?;
@@ -233,7 +243,7 @@ pub fn parse_private_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> 
 }
 
 /// A root store holding exactly the certificates of `ca_pem`.
-pub(crate) fn ca_root_store(ca_pem: &str) -> Result<RootCertStore, TlsError> {
+pub fn ca_root_store(ca_pem: &str) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in parse_certificates(ca_pem, "the cluster CA certificate")? {
         roots
@@ -244,7 +254,7 @@ pub(crate) fn ca_root_store(ca_pem: &str) -> Result<RootCertStore, TlsError> {
 }
 
 /// The ring crypto provider, passed explicitly to every rustls builder.
-pub(crate) fn ring_provider() -> Arc<CryptoProvider> {
+pub fn ring_provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
