@@ -656,7 +656,7 @@ async fn migration_table(
 ) -> anyhow::Result<()> {
     use migration::{load_label, size_label, ticks_ms, KilnPath, Outcome};
     heading(&format!(
-        "4. Live migration: downtime budget {} ms, 1 vCPU; Kiln {NODE} → {} agent to agent (mutual TLS on loopback; n→n: node API, API: server qmigrate task) vs QEMU -M {} over TCP on loopback",
+        "4. Live migration: downtime budget {} ms, 1 vCPU; Kiln {NODE} → {} kiln-vmm to kiln-vmm (mutual TLS on loopback; started by n→n: the node API, API: the server's qmigrate task) vs QEMU -M {} over TCP on loopback",
         migration::DOWNTIME_MS,
         migration::TARGET_NODE,
         args.qemu_machine
