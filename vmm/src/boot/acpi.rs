@@ -327,7 +327,8 @@ mod tests {
         assert!(has(b"_EVT") && has(b"_CRS"));
     }
 
-    /// Write `table` into `dir` and disassemble it with `iasl -d`; the disassembly, or why not.
+    /// Write `table` into `dir` and disassemble it with `iasl -d`: the ASL (panics with iasl's
+    /// output if it reports an error).
     fn disassemble(dir: &std::path::Path, name: &str, table: &[u8]) -> String {
         let dat = dir.join(format!("{name}.dat"));
         std::fs::write(&dat, table).expect("write table");
@@ -346,7 +347,8 @@ mod tests {
         std::fs::read_to_string(dir.join(format!("{name}.dsl"))).expect("iasl wrote the .dsl")
     }
 
-    /// ACPICA's disassembler accepts the DSDT and the FADT. Needs `iasl` (Debian's
+    /// ACPICA's disassembler accepts the DSDT and the FADT, and the DSDT's ASL compiles back
+    /// cleanly. Needs `iasl` (Debian's
     /// acpica-tools, installed by scripts/setup.sh); says why it skips without it.
     #[test]
     fn iasl_disassembles_the_dsdt_and_the_fadt() {
@@ -384,6 +386,20 @@ mod tests {
         ] {
             assert!(dsl.contains(want), "no {want:?} in the DSDT:\n{dsl}");
         }
+
+        // The ASL compiles back without errors or warnings (names resolve, methods are sound).
+        let out = std::process::Command::new("iasl")
+            .arg("-p")
+            .arg(dir.join("recompiled"))
+            .arg(dir.join("dsdt.dsl"))
+            .output()
+            .expect("run iasl");
+        let log = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && log.contains("0 Errors, 0 Warnings"),
+            "iasl could not recompile the DSDT: {log}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
 
         let facp = disassemble(&dir, "facp", &fadt);
         for want in [
