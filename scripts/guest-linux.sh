@@ -6,9 +6,11 @@
 #           fetched with `apt-get download`, unpacked with `dpkg-deb -x`; its bzImage is used
 #           as is, and also unpacked into the uncompressed vmlinux ELF (which kiln-vmm boots
 #           through Linux's PVH entry).
-#   initrd: busybox-static plus an /init that mounts /proc, /sys, /dev, prints a banner and
-#           starts a shell on ttyS0; a gzip'd cpio "newc" archive written by Python (no cpio
-#           package needed).
+#   initrd: busybox-static plus an /init that mounts /proc, /sys, /dev, loads the kernel's
+#           ACPI button and evdev modules (copied from the kernel package) and starts busybox
+#           acpid, so the power button (kiln-vmm's `shutdown`) powers the guest off, prints a
+#           banner and starts a shell on ttyS0; a gzip'd cpio "newc" archive written by Python
+#           (no cpio package needed).
 #
 # Output (target/images/ is gitignored; never commit images), two images:
 #   target/images/kiln-linux/          the bzImage
@@ -60,17 +62,51 @@ vmlinuz=$(ls kernel-root/boot/vmlinuz-* | head -n1)
 kver=${vmlinuz##*/vmlinuz-}
 
 # --- initramfs ---------------------------------------------------------------------------
-mkdir -p initramfs/{bin,sbin,dev,proc,sys,tmp,root,etc}
+mkdir -p initramfs/{bin,sbin,dev,proc,sys,tmp,root,etc/acpi/PWRF,lib/modules,var/log,var/run}
 cp busybox-root/bin/busybox initramfs/bin/busybox
+
+# The power button: kiln-vmm's ACPI Generic Event Device notifies \_SB.PWRB (PNP0C0C); the
+# kernel's ACPI button driver reports KEY_POWER on an input device, which busybox acpid reads
+# from /dev/input/event*. Debian builds the button driver and evdev as modules, so /init
+# loads them (neither depends on another module). A module the kernel has built in is not
+# in the package and is skipped.
+for mod in drivers/acpi/button drivers/input/evdev; do
+    src=$(ls kernel-root/lib/modules/"$kver"/kernel/"$mod".ko* 2>/dev/null | head -n1 || true)
+    dst=initramfs/lib/modules/${mod##*/}.ko
+    case $src in
+        "") echo "guest-linux: no $mod module in $kpkg (built in?)" ;;
+        *.ko) cp "$src" "$dst" ;;
+        *.ko.xz) xz -dc "$src" >"$dst" ;;
+        *.ko.zst) zstd -dc "$src" >"$dst" ;;
+        *.ko.gz) gzip -dc "$src" >"$dst" ;;
+        *) echo "guest-linux: $src: unknown module compression" >&2; exit 1 ;;
+    esac
+done
+# busybox acpid maps KEY_POWER (value 1) to the action "PWRF/00000080" and runs that file
+# in its config directory /etc/acpi. `poweroff -f` ends in ACPI S5 (the FADT's sleep control
+# register), which kiln-vmm reports as a guest poweroff.
+cat >initramfs/etc/acpi/PWRF/00000080 <<'EOF'
+#!/bin/sh
+echo "power button: powering off" >/dev/console
+sync
+poweroff -f
+EOF
+chmod 755 initramfs/etc/acpi/PWRF/00000080
+
 cat >initramfs/init <<EOF
 #!/bin/busybox sh
 /bin/busybox --install -s
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
+for m in /lib/modules/*.ko; do [ -e "\$m" ] && insmod "\$m"; done
+# The input device node appears once devtmpfs has caught up (wait up to 2 s).
+i=0
+while [ ! -e /dev/input/event0 ] && [ \$i -lt 20 ]; do usleep 100000; i=\$((i + 1)); done
+acpid -l /var/log/acpid.log || echo "acpid did not start: the power button does nothing"
 echo
 echo "$banner (kernel \$(uname -r), busybox \$(busybox | head -n1 | cut -d' ' -f2))"
-echo "Type 'poweroff -f' or 'reboot -f' to end the VM."
+echo "Type 'poweroff -f' or 'reboot -f' to end the VM; kiln-vmm's shutdown presses the power button."
 export HOME=/root PS1='kiln-linux# '
 while true; do
     setsid cttyhack sh -i </dev/ttyS0 >/dev/ttyS0 2>&1 || sh -i

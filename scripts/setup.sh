@@ -42,6 +42,9 @@ if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
   (cd tools && npm ci --no-audit --no-fund --silent)
 fi
 
+# iasl (Debian's acpica-tools): kiln-vmm's unit tests disassemble its ACPI tables with it.
+command -v iasl >/dev/null || apt_install acpica-tools
+
 # xterm.js for the VM console (pinned in frontend/package-lock.json) -> frontend/public/vendor
 frontend/vendor.sh
 

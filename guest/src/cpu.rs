@@ -99,7 +99,7 @@ extern "C" {
 pub const VECTOR_TIMER: u8 = 0x20;
 /// Vector of COM1 (IOAPIC pin 4).
 pub const VECTOR_SERIAL: u8 = 0x24;
-/// Vector of the VMM's power button (IOAPIC pin 9).
+/// Vector of the VMM's ACPI Generic Event Device, the power button (IOAPIC pin 9).
 pub const VECTOR_POWER: u8 = 0x29;
 /// Spurious-interrupt vector of the LAPIC.
 pub const VECTOR_SPURIOUS: u8 = 0xff;
@@ -342,6 +342,17 @@ pub fn outb(port: u16, value: u8) {
     unsafe {
         asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
     }
+}
+
+/// Read a 32-bit word from an I/O port.
+#[inline(always)]
+pub fn inl(port: u16) -> u32 {
+    let value: u32;
+    // SAFETY: as for outb.
+    unsafe {
+        asm!("in eax, dx", in("dx") port, out("eax") value, options(nomem, nostack, preserves_flags))
+    }
+    value
 }
 
 /// Read a byte from an I/O port.

@@ -16,7 +16,8 @@ mod shell;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-/// Set by the power-button interrupt (the VMM's shutdown request).
+/// Set by the GED interrupt when the event register says the power button was pressed (the
+/// VMM's shutdown request).
 static POWER_BUTTON: AtomicBool = AtomicBool::new(false);
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -39,7 +40,9 @@ extern "C" fn trap_dispatch(frame: &mut cpu::TrapFrame) -> u64 {
             apic::eoi();
         }
         cpu::VECTOR_POWER => {
-            POWER_BUTTON.store(true, Ordering::Release);
+            if power::take_events() & power::GED_EVENT_POWER_BUTTON != 0 {
+                POWER_BUTTON.store(true, Ordering::Release);
+            }
             apic::eoi();
         }
         6 if frame.cs & 3 == 3 => {
@@ -93,8 +96,12 @@ extern "C" fn kmain(start_info: u64) -> ! {
             shell.feed(byte);
         }
         if POWER_BUTTON.swap(false, Ordering::AcqRel) {
-            println!("\npower button: powering off");
-            power::poweroff();
+            if power::button_enabled() {
+                println!("\npower button (ACPI GED event): powering off");
+                power::poweroff();
+            }
+            println!("\npower button (ACPI GED event): ignored ('powerbutton off')");
+            shell.prompt();
         }
         shell.tick();
         cpu::disable_interrupts();

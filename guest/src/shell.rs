@@ -101,6 +101,15 @@ impl Shell {
             "ticks" => println!("ticks {} ({} Hz)", TICKS.load(Ordering::Acquire), TICK_HZ),
             "mem" => self.mem(rest),
             "dirty" => self.start_dirty(rest),
+            "powerbutton" => match rest {
+                "on" => power::set_button_enabled(true),
+                "off" => power::set_button_enabled(false),
+                "" => println!(
+                    "power button {}",
+                    if power::button_enabled() { "on" } else { "off" }
+                ),
+                _ => println!("usage: powerbutton [on|off]"),
+            },
             "poweroff" => {
                 println!("powering off");
                 power::poweroff();
@@ -260,6 +269,7 @@ fn help() {
     println!(
         "  dirty <MiB/s>            keep rewriting pattern pages at that rate (any key stops)"
     );
+    println!("  powerbutton [on|off]     obey (default) or ignore the VMM's power button");
     println!("  poweroff                 power the VM off");
     println!("  reboot                   reset the VM (i8042)");
 }

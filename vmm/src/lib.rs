@@ -2,7 +2,8 @@
 //! (kvm-ioctls, vm-memory, linux-loader, vm-superio).
 //!
 //! A VM is guest memory ([`memory`]), vCPU threads ([`vcpu`]), a few legacy devices
-//! ([`devices`]: 16550 serial on COM1, i8042 reset, the power port and power button), a
+//! ([`devices`]: 16550 serial on COM1, i8042 reset, the power port, the ACPI sleep control
+//! register and the ACPI Generic Event Device that is the power button), a
 //! console with scroll-back ([`console`]) and a control socket ([`control`]) through which
 //! the node agent asks for status, pause/resume, shutdown, stop, console and stats.
 //! [`vm::Vm`] ties them together; [`state`] holds the power-state machine; [`migration`]

@@ -143,6 +143,57 @@ fn shutdown_presses_the_power_button_and_the_guest_powers_off() {
 }
 
 #[test]
+fn shutdown_reaches_the_guest_through_the_acpi_event_register_and_it_powers_off_by_itself() {
+    let mut vm = TestVm::start(1, 64);
+    let mut console = vm.console();
+    let timeout = Duration::from_secs(20);
+    let t0 = std::time::Instant::now();
+    let reason = vm.control().shutdown(timeout).expect("shutdown");
+    assert_eq!(
+        reason,
+        StopReason::GuestPoweroff,
+        "the guest powered off itself (not {:?})",
+        StopReason::ShutdownTimedOut {
+            timeout_ms: timeout.as_millis() as u64
+        }
+    );
+    assert!(t0.elapsed() < timeout, "took {:?}", t0.elapsed());
+    // The guest prints this only when the GED event register had the power-button bit set.
+    let said = console.expect("powering off", Duration::from_secs(5));
+    assert!(said.contains("power button (ACPI GED event)"), "{said:?}");
+    assert_eq!(vm.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    assert!(
+        vm.stderr().contains("the guest powered off"),
+        "stop reason in the log"
+    );
+}
+
+#[test]
+fn shutdown_of_a_guest_that_ignores_the_power_button_stops_it_after_the_timeout() {
+    let mut vm = TestVm::start(1, 64);
+    let mut console = vm.console();
+    assert!(console.run("powerbutton off").is_empty());
+    assert_eq!(
+        console.run("powerbutton"),
+        vec!["power button off".to_string()]
+    );
+    let timeout = Duration::from_millis(1500);
+    let t0 = std::time::Instant::now();
+    let reason = vm.control().shutdown(timeout).expect("shutdown");
+    assert_eq!(reason, StopReason::ShutdownTimedOut { timeout_ms: 1500 });
+    assert!(t0.elapsed() >= timeout, "stopped early: {:?}", t0.elapsed());
+    // The press did reach the guest; it chose to ignore it.
+    let said = console.expect("ignored", Duration::from_secs(5));
+    assert!(said.contains("power button (ACPI GED event)"), "{said:?}");
+    assert_eq!(vm.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    assert!(
+        vm.stderr()
+            .contains("the guest did not shut down within 1500 ms and was stopped"),
+        "stop reason in the log"
+    );
+}
+
+#[test]
 fn stop_request_ends_the_vm_at_once() {
     let mut vm = TestVm::start(1, 64);
     let _console = vm.console();

@@ -5,8 +5,9 @@
 //!   map and the initramfs kiln-vmm handed over. Under PVM (these CI machines) this takes a
 //!   minute or two per kernel, as the kernel runs emulated.
 //! - On a host with hardware virtualization (vmx/svm): both boot to the busybox prompt, the
-//!   shell answers, and `reboot -f` ends kiln-vmm with the reset status (2). Elsewhere those
-//!   tests say why they skip.
+//!   shell answers, and `reboot -f` ends kiln-vmm with the reset status (2); `shutdown` on the
+//!   control socket presses the ACPI power button, and the guest (busybox acpid) powers off
+//!   through ACPI S5 before the timeout. Elsewhere those tests say why they skip.
 //!
 //! Images: `$KILN_LINUX_IMAGES` or target/images, each `<name>/{kernel,initrd,cmdline}`.
 
@@ -15,6 +16,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kiln_vmm::protocol::StopReason;
 use support::TestVm;
 
 const BZIMAGE: &str = "kiln-linux";
@@ -156,6 +158,29 @@ fn full_boot(name: &str) {
     );
 }
 
+/// Boot to the prompt, then `shutdown`: the GED interrupt, `_EVT`, `Notify(\_SB.PWRB)`,
+/// the ACPI button driver's KEY_POWER, busybox acpid, `poweroff -f`, ACPI S5.
+fn power_button(name: &str) {
+    if let Some(why) = no_hardware_virtualization() {
+        eprintln!("SKIP {name} power button: {why}");
+        return;
+    }
+    let image = image(name);
+    let mut vm = start(&image, &image.cmdline, 1);
+    let mut console = vm.attach_console();
+    console.expect(LINUX_PROMPT, Duration::from_secs(120));
+    let timeout = Duration::from_secs(60);
+    let reason = vm.control().shutdown(timeout).expect("shutdown");
+    assert_eq!(
+        reason,
+        StopReason::GuestPoweroff,
+        "the guest should power off by itself within {timeout:?}"
+    );
+    console.expect("power button: powering off", Duration::from_secs(5));
+    let status = vm.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", vm.stderr());
+}
+
 #[test]
 #[ignore = "opt-in: make test-linux"]
 fn bzimage_is_loaded_with_its_command_line_memory_map_and_initramfs() {
@@ -178,4 +203,10 @@ fn bzimage_boots_to_the_busybox_prompt() {
 #[ignore = "opt-in: make test-linux"]
 fn vmlinux_boots_to_the_busybox_prompt() {
     full_boot(VMLINUX);
+}
+
+#[test]
+#[ignore = "opt-in: make test-linux"]
+fn bzimage_powers_off_when_shutdown_presses_the_power_button() {
+    power_button(BZIMAGE);
 }

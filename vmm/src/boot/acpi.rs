@@ -7,8 +7,12 @@
 //!   `rsdp_paddr` in the PVH start info.
 //! - XSDT listing the FADT and the MADT.
 //! - FADT: hardware-reduced ACPI (no PM1/GPE blocks, no SCI, no FACS), no VGA, no i8042
-//!   advertised (kiln-vmm's i8042 is only a reset line; Linux still resets through it).
-//! - DSDT: header only (no devices need describing: COM1 is found at its legacy port).
+//!   advertised (kiln-vmm's i8042 is only a reset line; Linux still resets through it), no
+//!   fixed power or sleep button, and the sleep control and status registers (I/O ports,
+//!   see [`crate::devices::power`]) through which the guest enters S5 to power off.
+//! - DSDT: `\_S5_` (the sleep type for soft off), the power button `\_SB.PWRB` (`PNP0C0C`)
+//!   and the Generic Event Device `\_SB.GED_` (`ACPI0013`) that notifies it (see
+//!   [`crate::devices::ged`]). COM1 needs no entry: it is found at its legacy port.
 //! - MADT ("APIC"): one enabled Local APIC per vCPU (APIC ID = index, as in the MP table and
 //!   the CPUID topology), the IOAPIC (ID = vCPU count, like the MP table, GSI base 0), one
 //!   identity interrupt source override per ISA IRQ 1..15 and a Local APIC NMI on LINT1.
@@ -25,6 +29,7 @@
 //! checksums; the two MADT structures it lacks (types 2 and 4) are zerocopy structs here.
 
 use acpi_tables::fadt::{FADTBuilder, Flags};
+use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
 use acpi_tables::madt::{
     EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT,
 };
@@ -38,6 +43,7 @@ use zerocopy::{Immutable, IntoBytes};
 
 use super::mptable::{IOAPIC_ADDR, LAPIC_ADDR, MAX_VCPUS};
 use super::{layout, BootError};
+use crate::devices::{ged, power};
 use crate::memory::GuestMemory;
 
 /// Where the guest finds the RSDP.
@@ -101,6 +107,25 @@ impl Aml for LocalApicNmi {
     }
 }
 
+/// An 8-bit register at an I/O port, as the FADT's generic address structures give it.
+fn io_register(port: u16) -> GAS {
+    GAS::new(
+        AddressSpace::SystemIo,
+        8,
+        0,
+        AccessSize::ByteAccess,
+        u64::from(port),
+    )
+}
+
+/// The DSDT: the S5 sleep type, the power button and the Generic Event Device.
+fn dsdt() -> Sdt {
+    let mut dsdt = Sdt::new(*b"DSDT", 36, 2, OEM_ID, *b"KILNDSDT", OEM_REVISION);
+    dsdt.append_slice(&power::s5_aml());
+    dsdt.append_slice(&ged::dsdt_aml());
+    dsdt
+}
+
 fn bytes(table: &dyn Aml) -> Vec<u8> {
     let mut out = Vec::new();
     table.to_aml_bytes(&mut out);
@@ -147,14 +172,15 @@ pub fn build(vcpus: usize) -> Result<Vec<(u64, Vec<u8>)>, BootError> {
         addr
     };
 
-    let dsdt = Sdt::new(*b"DSDT", 36, 2, OEM_ID, *b"KILNDSDT", OEM_REVISION);
-    let dsdt_addr = place(bytes(&dsdt));
+    let dsdt_addr = place(dsdt().as_slice().to_vec());
     let mut fadt = FADTBuilder::new(OEM_ID, *b"KILNFACP", OEM_REVISION)
         .dsdt_64(dsdt_addr)
         .flag(Flags::HwReducedAcpi)
         .flag(Flags::PwrButton)
         .flag(Flags::SlpButton);
     fadt.iapc_boot_arch = IAPC_BOOT_ARCH_VGA_NOT_PRESENT.into();
+    fadt.sleep_control_reg = io_register(power::SLEEP_CONTROL_PORT);
+    fadt.sleep_status_reg = io_register(power::SLEEP_STATUS_PORT);
     let fadt_addr = place(bytes(&fadt.finalize()));
     let madt_addr = place(bytes(&madt(vcpus)));
     let mut xsdt = XSDT::new(OEM_ID, *b"KILNXSDT", OEM_REVISION);
@@ -276,9 +302,131 @@ mod tests {
             assert_ne!(flags & (1 << 20), 0, "hardware-reduced");
             assert_eq!(u16_at(fadt, 109) & 2, 0, "no i8042 advertised");
             assert_eq!(u32_at(fadt, 40), 0, "32-bit DSDT pointer unused");
+            // Sleep control / status registers: SystemIO, 8 bits, byte access, the port.
+            assert_eq!(&fadt[244..248], [1, 8, 0, 1], "sleep control register");
+            assert_eq!(u64_at(fadt, 248), u64::from(power::SLEEP_CONTROL_PORT));
+            assert_eq!(&fadt[256..260], [1, 8, 0, 1], "sleep status register");
+            assert_eq!(u64_at(fadt, 260), u64::from(power::SLEEP_STATUS_PORT));
             let dsdt = guest.table(u64_at(fadt, 140), b"DSDT");
-            assert_eq!(dsdt.len(), 36);
+            assert_eq!(&dsdt[36..], [power::s5_aml(), ged::dsdt_aml()].concat());
         }
+    }
+
+    #[test]
+    fn dsdt_holds_s5_the_power_button_and_the_generic_event_device() {
+        let guest = Guest::new(1);
+        let fadt = guest.tables().remove(0);
+        let dsdt = guest.table(u64_at(&fadt, 140), b"DSDT");
+        let has = |needle: &[u8]| dsdt.windows(needle.len()).any(|w| w == needle);
+        // Name (\_S5_, Package (2) { 5, 0 })
+        assert!(has(&[
+            0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x05, 0x02, 0x0a, 0x05, 0x00
+        ]));
+        assert!(has(b"PWRB"), "power button device");
+        assert!(has(b"GED_") && has(b"ACPI0013\0"), "generic event device");
+        assert!(has(b"_EVT") && has(b"_CRS"));
+    }
+
+    /// Write `table` into `dir` and disassemble it with `iasl -d`: the ASL (panics with iasl's
+    /// output if it reports an error).
+    fn disassemble(dir: &std::path::Path, name: &str, table: &[u8]) -> String {
+        let dat = dir.join(format!("{name}.dat"));
+        std::fs::write(&dat, table).expect("write table");
+        let out = std::process::Command::new("iasl")
+            .arg("-d")
+            .arg(&dat)
+            .output()
+            .expect("run iasl");
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "iasl -d {name}: {log}");
+        assert!(!log.contains("Error"), "iasl -d {name}: {log}");
+        std::fs::read_to_string(dir.join(format!("{name}.dsl"))).expect("iasl wrote the .dsl")
+    }
+
+    /// ACPICA's disassembler accepts the DSDT and the FADT, and the DSDT's ASL compiles back
+    /// cleanly. Needs `iasl` (Debian's
+    /// acpica-tools, installed by scripts/setup.sh); says why it skips without it.
+    #[test]
+    fn iasl_disassembles_the_dsdt_and_the_fadt() {
+        if std::process::Command::new("iasl")
+            .arg("-v")
+            .output()
+            .is_err()
+        {
+            eprintln!(
+                "SKIP iasl_disassembles_the_dsdt_and_the_fadt: iasl is not installed \
+                 (Debian package acpica-tools; scripts/setup.sh installs it)"
+            );
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("kiln-acpi-iasl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let guest = Guest::new(2);
+        let fadt = guest.tables().remove(0);
+        let dsdt = guest.table(u64_at(&fadt, 140), b"DSDT");
+
+        let dsl = disassemble(&dir, "dsdt", &dsdt);
+        for want in [
+            "Device (\\_SB.PWRB)",
+            "EisaId (\"PNP0C0C\")",
+            "Device (\\_SB.GED)",
+            "\"ACPI0013\"",
+            "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )",
+            "0x00000009,",
+            "OperationRegion (GDST, SystemIO, 0x0604, 0x04)",
+            "Method (_EVT, 1, Serialized)",
+            "Local0 = GDAT",
+            "If ((Local0 & One))",
+            "Notify (\\_SB.PWRB, 0x80)",
+            "Name (\\_S5, Package (0x02)",
+        ] {
+            assert!(dsl.contains(want), "no {want:?} in the DSDT:\n{dsl}");
+        }
+
+        // The ASL compiles back without errors or warnings (names resolve, methods are sound).
+        let out = std::process::Command::new("iasl")
+            .arg("-p")
+            .arg(dir.join("recompiled"))
+            .arg(dir.join("dsdt.dsl"))
+            .output()
+            .expect("run iasl");
+        let log = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && log.contains("0 Errors, 0 Warnings"),
+            "iasl could not recompile the DSDT: {log}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let facp = disassemble(&dir, "facp", &fadt);
+        for want in [
+            "Hardware Reduced (V5) : 1",
+            "Control Method Power Button (V1) : 1",
+        ] {
+            assert!(facp.contains(want), "no {want:?} in the FADT:\n{facp}");
+        }
+        for (register, port) in [
+            ("Sleep Control Register", "0600"),
+            ("Sleep Status Register", "0601"),
+        ] {
+            let gas = facp
+                .split(register)
+                .nth(1)
+                .and_then(|rest| rest.split("\n\n").next())
+                .unwrap_or_else(|| panic!("no {register} in the FADT:\n{facp}"));
+            assert!(
+                gas.contains("Space ID : 01 [SystemIO]"),
+                "{register}: {gas}"
+            );
+            assert!(
+                gas.contains(&format!("Address : 000000000000{port}")),
+                "{register}: {gas}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! Legacy devices on the I/O port bus: 16550 serial (COM1, IRQ 4), i8042 (reset line only),
-//! the power port (0xf4) and the power button (IRQ 9). Ports nobody claims read as 0xff.
+//! Devices on the I/O port bus: 16550 serial (COM1, IRQ 4), i8042 (reset line only), the
+//! power port (0xf4), the ACPI sleep control and status registers (0x600, 0x601) and the
+//! ACPI Generic Event Device with the power button (event register 0x604, IRQ 9). Ports
+//! nobody claims read as 0xff.
 
+pub mod ged;
 pub mod i8042;
 pub mod power;
 pub mod serial;
@@ -53,6 +56,14 @@ impl IrqLine {
         Ok(IrqLine { evt })
     }
 
+    /// A line connected to no VM, and the eventfd it writes (tests count the interrupts).
+    #[cfg(test)]
+    pub(crate) fn detached() -> std::io::Result<(Self, EventFd)> {
+        let evt = EventFd::new(EFD_NONBLOCK)?;
+        let observer = evt.try_clone()?;
+        Ok((IrqLine { evt }, observer))
+    }
+
     /// A second handle on the same line.
     pub fn try_clone(&self) -> std::io::Result<Self> {
         Ok(IrqLine {
@@ -79,7 +90,7 @@ pub enum IoOutcome {
 pub struct Devices {
     serial: Mutex<serial::SerialDevice>,
     i8042: i8042::I8042,
-    power_button: IrqLine,
+    ged: ged::GenericEventDevice,
 }
 
 impl Devices {
@@ -89,7 +100,11 @@ impl Devices {
         Ok(Devices {
             serial: Mutex::new(serial::SerialDevice::new(serial_irq, console)),
             i8042: i8042::I8042,
-            power_button: IrqLine::new(vm, power::POWER_BUTTON_GSI, "power button")?,
+            ged: ged::GenericEventDevice::new(IrqLine::new(
+                vm,
+                ged::GSI,
+                "the ACPI event device (power button)",
+            )?),
         })
     }
 
@@ -105,6 +120,10 @@ impl Devices {
                 data[0] = self.serial().read((p - serial::COM1_PORTS.start()) as u8);
             }
             i8042::DATA_PORT | i8042::COMMAND_PORT => data[0] = self.i8042.read(port),
+            p if (ged::EVENT_PORT..ged::EVENT_PORT + ged::EVENT_PORT_LEN).contains(&p) => {
+                self.ged.read(p - ged::EVENT_PORT, data);
+            }
+            power::SLEEP_STATUS_PORT => data[0] = 0,
             _ => {}
         }
     }
@@ -122,6 +141,7 @@ impl Devices {
             }
             i8042::DATA_PORT | i8042::COMMAND_PORT => self.i8042.write(port, value),
             power::POWER_PORT => power::write(value),
+            power::SLEEP_CONTROL_PORT => power::write_sleep_control(value),
             _ => IoOutcome::Continue,
         }
     }
@@ -144,8 +164,8 @@ impl Devices {
         self.serial().restore(state)
     }
 
-    /// Press the power button (the guest is asked to shut down).
+    /// Press the power button (the guest is asked to shut down): an ACPI GED event.
     pub fn press_power_button(&self) -> std::io::Result<()> {
-        self.power_button.trigger()
+        self.ged.press_power_button()
     }
 }
