@@ -77,6 +77,10 @@ struct Args {
     /// Guest sizes of the migration table, in MiB.
     #[arg(long, value_delimiter = ',', default_value = "256,1024,4096")]
     migration_sizes: Vec<u32>,
+    /// Migrations per guest size, load and migrator in the migration table (the table shows
+    /// medians and the range).
+    #[arg(long, default_value_t = 3)]
+    migration_runs: usize,
     /// Rate of the dirtying load in the migration table, MiB/s.
     #[arg(long, default_value_t = 50)]
     migration_dirty: u64,
@@ -683,45 +687,62 @@ async fn migration_table(
             o.reading_ms
         );
     };
+    let runs = args.migration_runs.max(1);
     let mut vmid = 2000;
     let mut index = 0;
     for &mib in &args.migration_sizes {
         for load in migration::loads(args.migration_dirty) {
-            vmid += 1;
-            index += 1;
             let size = size_label(mib);
             let label = load_label(load);
-            let mut kiln = Vec::new();
-            for (i, path) in KilnPath::ALL.into_iter().enumerate() {
-                vmid += 1;
-                let r = migration::kiln_run(cluster, api, path, vmid, mib, load).await;
-                let (size, label) = if i == 0 {
+            // Runs interleave the migrators, so a busy spell of the machine hits all of them.
+            let mut kiln: Vec<(KilnPath, Vec<Outcome>)> =
+                KilnPath::ALL.into_iter().map(|p| (p, Vec::new())).collect();
+            let mut qemu = Vec::new();
+            for _ in 0..runs {
+                for (path, outcomes) in &mut kiln {
+                    vmid += 1;
+                    match migration::kiln_run(cluster, api, *path, vmid, mib, load).await {
+                        Ok(o) => outcomes.push(o),
+                        Err(e) => println!("{size:<8} {label:<15} {}  failed: {e:#}", path.label()),
+                    }
+                }
+                index += 1;
+                let q = migration::qemu_run(
+                    scratch,
+                    &args.qemu,
+                    &args.qemu_machine,
+                    &bins.guest,
+                    mib,
+                    load,
+                    index,
+                )
+                .await;
+                match q {
+                    Ok(o) => qemu.push(o),
+                    Err(e) => println!("{size:<8} {label:<15} QEMU      failed: {e:#}"),
+                }
+            }
+            let mut first = true;
+            let mut medians = Vec::new();
+            for (path, outcomes) in &kiln {
+                let Some(m) = migration::median(outcomes) else {
+                    continue;
+                };
+                let (s, l) = if first {
                     (size.as_str(), label.as_str())
                 } else {
                     ("", "")
                 };
-                match &r {
-                    Ok(o) => row(size, label, path.label(), o),
-                    Err(e) => println!("{size:<8} {label:<15} {}  failed: {e:#}", path.label()),
-                }
-                kiln.push((path, r));
+                first = false;
+                row(s, l, path.label(), &m);
+                medians.push((*path, m));
             }
-            let qemu = migration::qemu_run(
-                scratch,
-                &args.qemu,
-                &args.qemu_machine,
-                &bins.guest,
-                mib,
-                load,
-                index,
-            )
-            .await;
-            match &qemu {
-                Ok(o) => row("", "", "QEMU", o),
-                Err(e) => println!("{:<8} {:<15} QEMU      failed: {e:#}", "", ""),
+            let qemu = migration::median(&qemu);
+            if let Some(q) = &qemu {
+                row("", "", "QEMU", q);
             }
-            for (path, k) in &kiln {
-                if let (Ok(k), Ok(q)) = (k, &qemu) {
+            for (path, k) in &medians {
+                if let Some(q) = &qemu {
                     // QEMU reports whole ms: below 1 ms the ratio is against "< 1 ms".
                     let downtime = if q.downtime_ms >= 1.0 {
                         format!("{:.2}×", k.downtime_ms / q.downtime_ms)
@@ -761,7 +782,10 @@ async fn migration_table(
     );
     let sizes: Vec<String> = args.migration_sizes.iter().map(u32::to_string).collect();
     println!(
-        "  reproduce: make bench BENCH_ARGS=\"--only migration\"   (or: target/release/kiln-bench --only migration --migration-sizes {} --migration-dirty {})",
+        "  each row: the median of {runs} runs (downtime, total, sent, rounds and guest gap each on its own), the note of the median-downtime run with the ranges"
+    );
+    println!(
+        "  reproduce: make bench BENCH_ARGS=\"--only migration\"   (or: target/release/kiln-bench --only migration --migration-sizes {} --migration-dirty {} --migration-runs {runs})",
         sizes.join(","),
         args.migration_dirty
     );

@@ -163,6 +163,59 @@ fn outcome(
     }
 }
 
+/// The median of each figure over `runs` (each sorted on its own), with the note of the run
+/// whose downtime is the median plus the ranges; `None` without runs.
+pub fn median(runs: &[Outcome]) -> Option<Outcome> {
+    fn mid(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    }
+    fn range(v: impl Iterator<Item = f64>) -> (f64, f64) {
+        v.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(x), hi.max(x))
+        })
+    }
+    if runs.is_empty() {
+        return None;
+    }
+    let pick = |f: fn(&Outcome) -> f64| mid(runs.iter().map(f).collect());
+    let downtime = pick(|o| o.downtime_ms);
+    let typical = runs.iter().min_by(|a, b| {
+        (a.downtime_ms - downtime)
+            .abs()
+            .total_cmp(&(b.downtime_ms - downtime).abs())
+    })?;
+    let mut rounds: Vec<u64> = runs.iter().map(|o| o.rounds).collect();
+    rounds.sort_unstable();
+    let note = if runs.len() > 1 {
+        let (dlo, dhi) = range(runs.iter().map(|o| o.downtime_ms));
+        let (tlo, thi) = range(runs.iter().map(|o| o.total_ms));
+        format!(
+            "median of {}: downtime {dlo:.2}–{dhi:.2} ms, total {tlo:.0}–{thi:.0} ms; {}",
+            runs.len(),
+            typical.note
+        )
+    } else {
+        typical.note.clone()
+    };
+    Some(Outcome {
+        fill_mib: typical.fill_mib,
+        downtime_ms: downtime,
+        lost_ticks: pick(|o| o.lost_ticks),
+        baseline_lost_ticks: pick(|o| o.baseline_lost_ticks),
+        reading_ms: pick(|o| o.reading_ms),
+        total_ms: pick(|o| o.total_ms),
+        sent_ratio: pick(|o| o.sent_ratio),
+        rounds: rounds[rounds.len() / 2],
+        note,
+    })
+}
+
 /// Which way a Kiln VM migrates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KilnPath {
@@ -641,4 +694,41 @@ pub fn kiln_how(bins: &Binaries) -> String {
         "Kiln n→n: POST /v1/vms/<vmid>/migrate/send {{target_node: {TARGET_NODE}, downtime_ms: {DOWNTIME_MS}, await_commit: false}} to node {NODE}'s agent (NodeClient, the server's client certificate); {NODE}'s agent streams to {TARGET_NODE}'s over mutual TLS on loopback and the source commits by itself; figures: kiln-vmm's MigrationStatus in the answer.\n  Kiln API: POST /api2/json/nodes/{NODE}/qemu/<vmid>/migrate {{target: {TARGET_NODE}, online: 1, migration_downtime: {DOWNTIME_MS}}} (task qmigrate): the same stream, but the paused VM waits while the server takes the handover from the source, records the new owner and commits the target (all in the downtime); figures from the task log's 'migration finished' line.\n  Both on the bench cluster: kiln-server + two kiln-node agents ({}) on loopback",
         bins.node.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(downtime_ms: f64, total_ms: f64) -> Outcome {
+        Outcome {
+            fill_mib: 896,
+            downtime_ms,
+            lost_ticks: 0.0,
+            baseline_lost_ticks: 0.0,
+            reading_ms: 1.0,
+            total_ms,
+            sent_ratio: 1.0,
+            rounds: 3,
+            note: format!("run {downtime_ms}"),
+        }
+    }
+
+    #[test]
+    fn the_median_row_takes_each_figure_on_its_own_and_says_the_ranges() {
+        assert!(median(&[]).is_none());
+        let m = median(&[run(9.0, 100.0), run(1.0, 300.0), run(2.0, 200.0)]).expect("median");
+        assert_eq!(m.downtime_ms, 2.0);
+        assert_eq!(m.total_ms, 200.0);
+        assert!(
+            m.note
+                .starts_with("median of 3: downtime 1.00–9.00 ms, total 100–300 ms; run 2"),
+            "{}",
+            m.note
+        );
+        let m = median(&[run(1.0, 10.0), run(3.0, 30.0)]).expect("median");
+        assert_eq!(m.downtime_ms, 2.0);
+        assert_eq!(m.total_ms, 20.0);
+        assert_eq!(median(&[run(4.0, 5.0)]).expect("one").note, "run 4");
+    }
 }

@@ -136,7 +136,14 @@ impl ClusterIdentity {
     /// A server configuration that requires every client to present a certificate chaining to
     /// the cluster CA, and presents this member's certificate. ALPN offers HTTP/2 and HTTP/1.1.
     pub fn server_config(&self) -> Result<ServerConfig, TlsError> {
-        let provider = ring_provider();
+        self.server_config_with(ring_provider())
+    }
+
+    /// [`Self::server_config`] with another crypto provider (e.g. other cipher suites).
+    pub fn server_config_with(
+        &self,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<ServerConfig, TlsError> {
         let verifier = WebPkiClientVerifier::builder_with_provider(
             Arc::new(self.ca_roots()?),
             provider.clone(),
@@ -160,7 +167,15 @@ impl ClusterIdentity {
     /// with this member's certificate. The peer's name is checked as usual, so a caller must
     /// connect to the node *name* (see [`crate::NodeClient`]).
     pub fn client_config(&self) -> Result<ClientConfig, TlsError> {
-        ClientConfig::builder_with_provider(ring_provider())
+        self.client_config_with(ring_provider())
+    }
+
+    /// [`Self::client_config`] with another crypto provider (e.g. other cipher suites).
+    pub fn client_config_with(
+        &self,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<ClientConfig, TlsError> {
+        ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|source| TlsError::InvalidIdentity { source })?
             .with_root_certificates(self.ca_roots()?)

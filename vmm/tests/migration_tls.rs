@@ -236,3 +236,72 @@ fn a_wrong_token_or_the_wrong_node_leaves_the_vm_on_the_source() {
         "the VM keeps running on the source"
     );
 }
+
+/// Figures for one large guest over mutual TLS on loopback (not run by default):
+/// `KILN_TLS_MIGRATION_MIB=4096 cargo test --release -p kiln-vmm --test migration_tls -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; run by hand"]
+fn measure_a_large_guest_over_mutual_tls() {
+    let _one = serial();
+    let mib: u64 = std::env::var("KILN_TLS_MIGRATION_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let dir = TempDir::new("tls-measure");
+    let ca = Ca::new(dir.path(), "cluster");
+    let (n1, n2) = (ca.node("n1"), ca.node("n2"));
+    let source = TestVm::start(1, mib);
+    let mut console = source.console();
+    let t = std::time::Instant::now();
+    console.run(&format!("mem fill {} 5", mib * 7 / 8));
+    println!("fill {} MiB: {:?}", mib * 7 / 8, t.elapsed());
+    let status = if std::env::var_os("KILN_TLS_MEASURE_PLAIN").is_some() {
+        // The same over plain TCP, for comparison.
+        let target = TestVm::start_with(&[
+            "--migrate-receive".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--memory-mib".as_ref(),
+            mib.to_string().as_ref(),
+        ]);
+        let listen = target
+            .control()
+            .status()
+            .expect("status")
+            .migration_listen
+            .expect("listen");
+        let mut control = source.control();
+        control.migrate_send(&listen, 50, None).expect("send");
+        control
+            .set_timeout(Some(Duration::from_secs(300)))
+            .expect("timeout");
+        let status = control.migrate_status(true).expect("wait");
+        drop(target);
+        status
+    } else {
+        let (_target, listen) = start_target(&dir, &n2, "t", mib);
+        send(
+            &source,
+            &listen,
+            MigrateTls {
+                server_name: "n2".into(),
+                token: "t".into(),
+                identity: n1,
+            },
+        )
+    };
+    println!(
+        "{mib} MiB: {:?} total {:?} ms, downtime {:?} us, {} bytes",
+        status.phase, status.total_ms, status.downtime_us, status.bytes_transferred
+    );
+    for r in &status.rounds {
+        println!(
+            "  round {}: {} pages + {} zero, {} bytes in {} us = {} MiB/s",
+            r.round,
+            r.pages_sent,
+            r.zero_pages,
+            r.bytes_sent,
+            r.duration_us,
+            r.throughput_bytes_s >> 20
+        );
+    }
+}

@@ -48,7 +48,7 @@ impl TlsFiles {
 
     /// A client configuration for connecting to a target node's kiln-vmm.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
-        let mut config = self.identity()?.client_config()?;
+        let mut config = self.identity()?.client_config_with(bulk_provider())?;
         config.alpn_protocols = vec![ALPN.to_vec()];
         config.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(config))
@@ -56,11 +56,26 @@ impl TlsFiles {
 
     /// A server configuration for a target kiln-vmm: only cluster members may connect.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let mut config = self.identity()?.server_config()?;
+        let mut config = self.identity()?.server_config_with(bulk_provider())?;
         config.alpn_protocols = vec![ALPN.to_vec()];
         config.send_tls13_tickets = 0;
         Ok(Arc::new(config))
     }
+}
+
+/// The ring provider with AES-128-GCM first: guest memory is bulk data, and AES-128 costs
+/// about a third less per byte than AES-256 (the default first choice) at the same
+/// security margin for a one-time session key. TLS 1.3 only.
+fn bulk_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    use rustls::crypto::ring::cipher_suite;
+    Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+            cipher_suite::TLS13_AES_256_GCM_SHA384,
+            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ],
+        ..rustls::crypto::ring::default_provider()
+    })
 }
 
 /// Where and how the source reaches a target node's kiln-vmm.
@@ -111,8 +126,10 @@ pub fn is_tls_error(e: &io::Error) -> bool {
 
 struct Tls {
     conn: Connection,
-    /// Ciphertext read from the socket that rustls has not taken yet.
+    /// Ciphertext read from the socket; rustls has taken `pending[taken..]` not yet (it takes
+    /// a few KiB per call, so the rest is not moved each time).
     pending: Vec<u8>,
+    taken: usize,
 }
 
 struct Shared {
@@ -141,6 +158,7 @@ impl TlsStream {
                 tls: Mutex::new(Tls {
                     conn,
                     pending: Vec::new(),
+                    taken: 0,
                 }),
                 tcp,
             }),
@@ -180,10 +198,17 @@ impl Read for TlsStream {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
-                if !tls.pending.is_empty() {
-                    let Tls { conn, pending } = &mut *tls;
-                    let taken = conn.read_tls(&mut pending.as_slice())?;
-                    pending.drain(..taken);
+                if tls.taken < tls.pending.len() {
+                    let Tls {
+                        conn,
+                        pending,
+                        taken,
+                    } = &mut *tls;
+                    *taken += conn.read_tls(&mut &pending[*taken..])?;
+                    if *taken == pending.len() {
+                        pending.clear();
+                        *taken = 0;
+                    }
                     conn.process_new_packets()
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     // Alerts and key updates answer at once.
