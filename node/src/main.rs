@@ -93,6 +93,15 @@ enum Command {
             default_value = "/proc/sys/kernel/random/boot_id"
         )]
         boot_id_file: PathBuf,
+        /// Ports an incoming live migration listens on (the first free one), on the API's
+        /// address: open them between the nodes in a firewall. `0-0` lets the kernel pick.
+        #[arg(
+            long,
+            env = "KILN_MIGRATION_PORTS",
+            value_name = "LOW-HIGH",
+            default_value = "60000-60050"
+        )]
+        migration_ports: vms::process::PortRange,
     },
 }
 
@@ -103,6 +112,7 @@ struct RunOptions {
     test_guest: Option<PathBuf>,
     image_dirs: Vec<PathBuf>,
     boot_id_file: PathBuf,
+    migration_ports: vms::process::PortRange,
 }
 
 fn main() -> ExitCode {
@@ -172,6 +182,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             test_guest,
             image_dirs,
             boot_id_file,
+            migration_ports,
         } => {
             // kiln-vmm runs in its VM's directory: paths handed to it must be absolute.
             let data = DataDir::new(std::path::absolute(&cli.data_dir).with_context(|| {
@@ -185,6 +196,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                     test_guest,
                     image_dirs,
                     boot_id_file,
+                    migration_ports,
                 },
             ))
         }
@@ -206,6 +218,7 @@ async fn run(data: &DataDir, options: RunOptions) -> anyhow::Result<()> {
     let listen = options.listen.unwrap_or(config.listen);
     let migration = vms::process::MigrationNet {
         bind: listen.ip(),
+        ports: options.migration_ports,
         tls: kiln_vmm::protocol::TlsFiles {
             ca: data.path().join(config::CA_FILE),
             cert: data.path().join(config::CERT_FILE),

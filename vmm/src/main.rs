@@ -53,7 +53,8 @@ struct Args {
     /// Start with the vCPUs paused; `resume` starts the guest.
     #[arg(long)]
     start_paused: bool,
-    /// Be the target of a live migration: listen on this Unix socket path (or host:port),
+    /// Be the target of a live migration: listen on this Unix socket path (or host:port, or
+    /// the first free port of host:low-high),
     /// take one source's VM (it must have the same --memory-mib and --vcpus), and run it
     /// once the source commits. No guest image is loaded. Exits with status 1 if the
     /// migration fails before the commit (the VM keeps running on the source).

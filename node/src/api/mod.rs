@@ -161,6 +161,7 @@ mod tests {
             cgroups: None,
             migration: crate::vms::process::MigrationNet {
                 bind: std::net::Ipv4Addr::LOCALHOST.into(),
+                ports: crate::vms::process::PortRange { low: 0, high: 0 },
                 tls: kiln_vmm::protocol::TlsFiles {
                     ca: dir.path().join("ca.crt"),
                     cert: dir.path().join("node.crt"),

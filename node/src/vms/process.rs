@@ -76,17 +76,59 @@ pub fn spawn(
     spawn_with(vmm_bin, dir, spec, &what, args, cgroup)
 }
 
-/// Where and how incoming migrations listen: the node API's address and the node's
-/// certificate files.
+/// A range of TCP ports, `low-high` (`0-0`: any port the kernel picks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port.
+    pub low: u16,
+    /// Last port (inclusive).
+    pub high: u16,
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not a port range such as 60000-60050");
+        let (low, high) = s.split_once('-').ok_or_else(bad)?;
+        let (low, high) = (
+            low.trim().parse().map_err(|_| bad())?,
+            high.trim().parse().map_err(|_| bad())?,
+        );
+        if low > high || (low == 0) != (high == 0) {
+            return Err(bad());
+        }
+        Ok(PortRange { low, high })
+    }
+}
+
+/// Where and how incoming migrations listen: the node API's address, a port range and the
+/// node's certificate files.
 #[derive(Debug, Clone)]
 pub struct MigrationNet {
-    /// The address an incoming kiln-vmm binds (port 0: the kernel picks one).
+    /// The address an incoming kiln-vmm binds.
     pub bind: std::net::IpAddr,
+    /// The ports it may take (the first free one).
+    pub ports: PortRange,
     /// This node's TLS identity files.
     pub tls: kiln_vmm::protocol::TlsFiles,
 }
 
-/// Spawns `kiln-vmm --migrate-receive <bind>:0` for `spec`: a paused VM without a guest
+impl MigrationNet {
+    /// kiln-vmm's `--migrate-receive`: `host:port` or `host:low-high`.
+    fn listen_arg(&self) -> String {
+        let host = std::net::SocketAddr::new(self.bind, 0).to_string();
+        let host = host.strip_suffix(":0").unwrap_or(&host);
+        let PortRange { low, high } = self.ports;
+        if low == high {
+            format!("{host}:{low}")
+        } else {
+            format!("{host}:{low}-{high}")
+        }
+    }
+}
+
+/// Spawns `kiln-vmm --migrate-receive <bind>:<ports>` for `spec`: a paused VM without a guest
 /// image that waits for the source's kiln-vmm over mutual TLS, with this node's certificate
 /// and the token in `<dir>/migrate.token`.
 pub fn spawn_receive(
@@ -98,7 +140,7 @@ pub fn spawn_receive(
 ) -> io::Result<tokio::process::Child> {
     let args: Vec<OsString> = vec![
         "--migrate-receive".into(),
-        std::net::SocketAddr::new(net.bind, 0).to_string().into(),
+        net.listen_arg().into(),
         "--tls-ca".into(),
         net.tls.ca.clone().into(),
         "--tls-cert".into(),
@@ -416,6 +458,32 @@ pub fn serves_socket(pid: u32, socket: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migration_ports_and_the_listen_argument() {
+        let range: PortRange = "60000-60050".parse().expect("range");
+        assert_eq!((range.low, range.high), (60000, 60050));
+        assert!("0-0".parse::<PortRange>().is_ok());
+        for bad in ["60050-60000", "x-1", "60000", "0-9", ""] {
+            assert!(bad.parse::<PortRange>().is_err(), "{bad}");
+        }
+        let tls = kiln_vmm::protocol::TlsFiles {
+            ca: "/ca".into(),
+            cert: "/c".into(),
+            key: "/k".into(),
+        };
+        let net = |bind: &str, ports: &str| MigrationNet {
+            bind: bind.parse().expect("ip"),
+            ports: ports.parse().expect("ports"),
+            tls: tls.clone(),
+        };
+        assert_eq!(
+            net("10.0.0.5", "60000-60050").listen_arg(),
+            "10.0.0.5:60000-60050"
+        );
+        assert_eq!(net("::1", "60000-60050").listen_arg(), "[::1]:60000-60050");
+        assert_eq!(net("127.0.0.1", "0-0").listen_arg(), "127.0.0.1:0");
+    }
 
     fn code(code: i32) -> Exit {
         Exit::Status(ExitStatus::from_raw(code << 8))

@@ -114,7 +114,7 @@ impl Listener {
     /// whose connections must complete a mutual-TLS handshake.
     pub fn bind(addr: &str, tls: Option<Arc<ServerConfig>>) -> std::io::Result<Listener> {
         if is_tcp(addr) {
-            let listener = TcpListener::bind(addr)?;
+            let listener = bind_tcp(addr)?;
             return Ok(match tls {
                 Some(config) => Listener::Tls(listener, config),
                 None => Listener::Tcp(listener),
@@ -183,6 +183,40 @@ impl Listener {
     }
 }
 
+/// Binds `host:port`, or the first free port of `host:low-high` (a firewall-friendly range,
+/// as Proxmox's 60000-60050).
+fn bind_tcp(addr: &str) -> std::io::Result<TcpListener> {
+    let Some((host, ports)) = addr.rsplit_once(':') else {
+        return TcpListener::bind(addr);
+    };
+    let Some((low, high)) = ports.split_once('-') else {
+        return TcpListener::bind(addr);
+    };
+    let bad = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{ports:?} is not a port range such as 60000-60050"),
+        )
+    };
+    let (low, high): (u16, u16) = (
+        low.parse().map_err(|_| bad())?,
+        high.parse().map_err(|_| bad())?,
+    );
+    if low > high {
+        return Err(bad());
+    }
+    for port in low..=high {
+        match TcpListener::bind(format!("{host}:{port}")) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            other => return other,
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("every port of {low}-{high} on {host} is in use (too many migrations at once?)"),
+    ))
+}
+
 /// How long a TLS client may take for its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -218,6 +252,24 @@ impl Drop for Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_range_takes_the_first_free_port() {
+        let first = bind_tcp("127.0.0.1:0").expect("bind");
+        let taken = first.local_addr().expect("addr").port();
+        let Some(next) = taken.checked_add(1) else {
+            return;
+        };
+        let l = bind_tcp(&format!("127.0.0.1:{taken}-{next}"));
+        // The next port may be someone else's too; then the range is honestly full.
+        match l {
+            Ok(l) => assert_eq!(l.local_addr().expect("addr").port(), next),
+            Err(e) => assert!(e.to_string().contains("in use"), "{e}"),
+        }
+        let e = bind_tcp("127.0.0.1:9-8").expect_err("reversed");
+        assert!(e.to_string().contains("port range"), "{e}");
+        assert!(bind_tcp("127.0.0.1:x-9").is_err());
+    }
 
     #[test]
     fn addresses_choose_the_transport() {
