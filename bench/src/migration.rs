@@ -1,5 +1,5 @@
 //! Table 4, live migration: Kiln node → node, straight through the node API and through the
-//! server API (`qmigrate`: the source agent streams to the target agent over mutual TLS, the
+//! server API (`qmigrate`: the source kiln-vmm streams to the target kiln-vmm over mutual TLS, the
 //! server records the new owner, then the source commits), next to QEMU (`migrate` over TCP on
 //! loopback through QMP), for a few guest sizes, idle and dirtying memory.
 //!
@@ -691,7 +691,7 @@ pub fn size_label(mib: u32) -> String {
 /// How the Kiln rows were measured, for the report.
 pub fn kiln_how(bins: &Binaries) -> String {
     format!(
-        "Kiln n→n: POST /v1/vms/<vmid>/migrate/send {{target_node: {TARGET_NODE}, downtime_ms: {DOWNTIME_MS}, await_commit: false}} to node {NODE}'s agent (NodeClient, the server's client certificate); {NODE}'s agent streams to {TARGET_NODE}'s over mutual TLS on loopback and the source commits by itself; figures: kiln-vmm's MigrationStatus in the answer.\n  Kiln API: POST /api2/json/nodes/{NODE}/qemu/<vmid>/migrate {{target: {TARGET_NODE}, online: 1, migration_downtime: {DOWNTIME_MS}}} (task qmigrate): the same stream, but the paused VM waits while the server takes the handover from the source, records the new owner and commits the target (all in the downtime); figures from the task log's 'migration finished' line.\n  Both on the bench cluster: kiln-server + two kiln-node agents ({}) on loopback",
+        "Kiln n→n: POST /v1/vms/<vmid>/migrate/send {{target_node: {TARGET_NODE}, downtime_ms: {DOWNTIME_MS}, await_commit: false}} to node {NODE}'s agent (NodeClient, the server's client certificate); {NODE}'s kiln-vmm streams to {TARGET_NODE}'s kiln-vmm over mutual TLS on loopback and the source commits by itself; figures: kiln-vmm's MigrationStatus in the answer.\n  Kiln API: POST /api2/json/nodes/{NODE}/qemu/<vmid>/migrate {{target: {TARGET_NODE}, online: 1, migration_downtime: {DOWNTIME_MS}}} (task qmigrate): the same stream, but the paused VM waits while the server takes the handover from the source, records the new owner and commits the target (all in the downtime); figures from the task log's 'migration finished' line.\n  Both on the bench cluster: kiln-server + two kiln-node agents ({}) on loopback",
         bins.node.display()
     )
 }
