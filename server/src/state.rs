@@ -74,3 +74,16 @@ impl FromRef<AppState> for LeptosOptions {
         state.leptos.clone()
     }
 }
+
+impl AppState {
+    /// The node API client for VM operations on `node` (as the cluster records it).
+    pub async fn node_client(&self, node: &str) -> Result<kiln_node_client::NodeClient, String> {
+        let rec = self
+            .db
+            .node(node)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("node {node} is no longer part of the cluster"))?;
+        self.clients.operation(&rec)
+    }
+}

@@ -2,22 +2,10 @@
 //! running VM as HA-managed. Each runs inside a task and logs what it does. Starts refuse to
 //! make a second copy: a VM any reachable node still runs is never started anywhere else.
 
-use kiln_node_client::NodeClient;
-
 use crate::db::VmRecord;
 use crate::state::AppState;
 use crate::tasks::TaskLogger;
 use crate::vms::{lifecycle, placement};
-
-async fn client(app: &AppState, node: &str) -> Result<NodeClient, String> {
-    let rec = app
-        .db
-        .node(node)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("node {node} is no longer part of the cluster"))?;
-    app.clients.operation(&rec)
-}
 
 /// The node that runs `vmid` (running or paused), from the latest heartbeats of online nodes.
 /// An error if a node that stopped answering reported it running and that node's lease has
@@ -94,7 +82,7 @@ pub async fn start_on(
             vm.vmid, vm.name, vm.cores, vm.memory_mib
         ))
         .await;
-        client(app, node)
+        app.node_client(node)
             .await?
             .start_vm(&spec)
             .await
@@ -130,7 +118,8 @@ pub async fn stop_on(
     }
     log.log(format!("stopping VM {} on node {node}", vm.vmid))
         .await;
-    let rt = client(app, node)
+    let rt = app
+        .node_client(node)
         .await?
         .stop_vm(vm.vmid)
         .await
@@ -146,7 +135,8 @@ pub async fn stop_on(
 
 /// Make the running VM `vmid` on `node` HA-managed: its kiln-vmm guards the node's lease.
 pub async fn guard(app: &AppState, vmid: u32, node: &str) -> Result<(), String> {
-    let rt = client(app, node)
+    let rt = app
+        .node_client(node)
         .await?
         .set_vm_ha(vmid, true)
         .await
@@ -157,7 +147,7 @@ pub async fn guard(app: &AppState, vmid: u32, node: &str) -> Result<(), String> 
 
 /// Stop guarding `vmid` on `node` (it left HA); best effort.
 pub async fn unguard(app: &AppState, vmid: u32, node: &str) {
-    match client(app, node).await {
+    match app.node_client(node).await {
         Ok(c) => match c.set_vm_ha(vmid, false).await {
             Ok(rt) => app.nodes.record_vm(node, vmid, Some(rt)),
             Err(e) => tracing::warn!("VM {vmid}: cannot release it from HA on {node}: {e}"),

@@ -151,7 +151,7 @@ async fn apply(app: &AppState, vm: &mut VmRecord, step: &Step) -> Result<(), Str
     let vmid = vm.vmid;
     let client = |node: &str| {
         let node = node.to_owned();
-        async move { super::migrate::client(app, &node).await.map(|(c, _)| c) }
+        async move { app.node_client(&node).await }
     };
     match step {
         Step::Commit(node) => {

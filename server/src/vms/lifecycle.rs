@@ -2,7 +2,6 @@
 //! returns the reason on failure. The node agent does the work; the server records the outcome.
 
 use kiln_node_client::wire::VmSpec;
-use kiln_node_client::NodeClient;
 
 use crate::db::VmRecord;
 use crate::state::AppState;
@@ -19,16 +18,6 @@ pub fn spec(vm: &VmRecord) -> VmSpec {
         cmdline: vm.args.clone(),
         ha: false,
     }
-}
-
-async fn client(app: &AppState, node: &str) -> Result<NodeClient, String> {
-    let rec = app
-        .db
-        .node(node)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("node {node} is no longer part of the cluster"))?;
-    app.clients.operation(&rec)
 }
 
 async fn record_desired(app: &AppState, vmid: u32, desired: &str, log: &TaskLogger) {
@@ -52,7 +41,8 @@ pub async fn start(app: AppState, vm: VmRecord, log: TaskLogger) -> Result<(), S
         vm.vmid, vm.name, vm.node, vm.cores, vm.memory_mib, vm.image
     ))
     .await;
-    let rt = client(&app, &vm.node)
+    let rt = app
+        .node_client(&vm.node)
         .await?
         .start_vm(&spec(&vm))
         .await
@@ -73,7 +63,8 @@ pub async fn start(app: AppState, vm: VmRecord, log: TaskLogger) -> Result<(), S
 pub async fn stop(app: AppState, vm: VmRecord, log: TaskLogger) -> Result<(), String> {
     log.log(format!("stopping VM {} on node {}", vm.vmid, vm.node))
         .await;
-    let rt = client(&app, &vm.node)
+    let rt = app
+        .node_client(&vm.node)
         .await?
         .stop_vm(vm.vmid)
         .await
@@ -96,7 +87,8 @@ pub async fn shutdown(
         vm.vmid
     ))
     .await;
-    let rt = client(&app, &vm.node)
+    let rt = app
+        .node_client(&vm.node)
         .await?
         .shutdown_vm(vm.vmid, timeout_secs)
         .await
@@ -113,7 +105,8 @@ pub async fn shutdown(
 pub async fn reboot(app: AppState, vm: VmRecord, log: TaskLogger) -> Result<(), String> {
     log.log(format!("rebooting VM {} on node {}", vm.vmid, vm.node))
         .await;
-    let rt = client(&app, &vm.node)
+    let rt = app
+        .node_client(&vm.node)
         .await?
         .reboot_vm(vm.vmid, 60)
         .await
@@ -130,7 +123,7 @@ pub async fn pause(
     suspend: bool,
     log: TaskLogger,
 ) -> Result<(), String> {
-    let c = client(&app, &vm.node).await?;
+    let c = app.node_client(&vm.node).await?;
     let rt = if suspend {
         log.log(format!("pausing VM {}", vm.vmid)).await;
         c.pause_vm(vm.vmid).await
@@ -148,7 +141,7 @@ pub async fn pause(
 /// Have the node forget what it keeps of stopped VM `vm` (its directory: console scroll-back,
 /// logs), keeping the VM itself; a node that cannot is noted in the log, not an error.
 pub async fn forget_on_node(app: &AppState, vm: &VmRecord, log: &TaskLogger) {
-    match client(app, &vm.node).await {
+    match app.node_client(&vm.node).await {
         Ok(c) => {
             app.nodes.record_vm(&vm.node, vm.vmid, None);
             if let Err(e) = c.delete_vm(vm.vmid).await {
@@ -164,7 +157,7 @@ pub async fn forget_on_node(app: &AppState, vm: &VmRecord, log: &TaskLogger) {
 pub async fn destroy(app: AppState, vm: VmRecord, log: TaskLogger) -> Result<(), String> {
     log.log(format!("removing VM {} ({})", vm.vmid, vm.name))
         .await;
-    match client(&app, &vm.node).await {
+    match app.node_client(&vm.node).await {
         Ok(c) => {
             app.nodes.record_vm(&vm.node, vm.vmid, None);
             if let Err(e) = c.delete_vm(vm.vmid).await {

@@ -113,17 +113,6 @@ pub fn candidates(
     (allowed, not_allowed)
 }
 
-pub(crate) async fn client(app: &AppState, node: &str) -> Result<(NodeClient, String), String> {
-    let rec = app
-        .db
-        .node(node)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("node {node} is no longer part of the cluster"))?;
-    let url = rec.api_url.clone();
-    Ok((app.clients.operation(&rec)?, url))
-}
-
 /// The task's work: migrate `vm` per `plan`.
 pub async fn run(
     app: AppState,
@@ -162,7 +151,7 @@ async fn offline(
     app.nodes.record_vm(&vm.node, vm.vmid, None);
     app.changes.notify();
     // What the source kept of the VM (its stop reason, logs) is no longer needed there.
-    if let Ok((source, _)) = client(app, &vm.node).await {
+    if let Ok(source) = app.node_client(&vm.node).await {
         if let Err(e) = source.delete_vm(vm.vmid).await {
             log.log(format!("note: node {} did not clean up: {e}", vm.node))
                 .await;
@@ -230,8 +219,9 @@ async fn online(
     plan: &MigrationPlan,
     log: &TaskLogger,
 ) -> Result<(), String> {
-    let (source, _) = client(app, &vm.node).await?;
-    let (target, target_url) = client(app, &plan.target).await?;
+    let source = app.node_client(&vm.node).await?;
+    let target = app.node_client(&plan.target).await?;
+    let target_url = target.api_url().to_owned();
     log.log(format!(
         "live-migrating VM {} ({} MiB, {} vCPU) from node {} to node {}: downtime budget {} ms, bandwidth {}",
         vm.vmid,
