@@ -289,8 +289,28 @@ impl MigrationSlot {
         )
     }
 
+    /// The status, if this decision (`role`, `verdict`) was already taken: asking again —
+    /// a retried `migrate_commit`, a `migrate_finish` after the target's `Resumed` frame —
+    /// is answered as done, not as a conflict.
+    fn already(&self, role: MigrationRole, verdict: Verdict) -> Option<MigrationStatus> {
+        let inner = self.lock();
+        let s = inner.status.as_ref()?;
+        let waiting = matches!(
+            s.phase,
+            MigrationPhase::AwaitingCommit | MigrationPhase::HandedOver
+        );
+        let done = s.role == role
+            && !self.cancel.load(Ordering::SeqCst)
+            && ((waiting && inner.verdict == verdict)
+                || (verdict == Verdict::Go && s.phase == MigrationPhase::Completed));
+        done.then(|| Self::snapshot_of(&inner)).flatten()
+    }
+
     /// Target: run the VM here (`migrate_commit`, or the source's `Commit` frame).
     pub fn request_commit(&self) -> Result<MigrationStatus, String> {
+        if let Some(done) = self.already(MigrationRole::Incoming, Verdict::Go) {
+            return Ok(done);
+        }
         self.decide(
             "commit",
             |role, phase| {
@@ -302,6 +322,9 @@ impl MigrationSlot {
 
     /// Source after the handover: exit, the target runs the VM (`migrate_finish`).
     pub fn request_finish(&self) -> Result<MigrationStatus, String> {
+        if let Some(done) = self.already(MigrationRole::Outgoing, Verdict::Go) {
+            return Ok(done);
+        }
         self.decide(
             "finish",
             |role, phase| role == MigrationRole::Outgoing && phase == MigrationPhase::HandedOver,
@@ -311,6 +334,9 @@ impl MigrationSlot {
 
     /// Source after the handover: resume here, the target lost the VM (`migrate_takeback`).
     pub fn request_takeback(&self) -> Result<MigrationStatus, String> {
+        if let Some(done) = self.already(MigrationRole::Outgoing, Verdict::Back) {
+            return Ok(done);
+        }
         self.decide(
             "take back",
             |role, phase| role == MigrationRole::Outgoing && phase == MigrationPhase::HandedOver,
@@ -471,5 +497,55 @@ pub(crate) fn final_phase(err: &MigrationError) -> MigrationPhase {
     match err {
         MigrationError::Cancelled => MigrationPhase::Cancelled,
         _ => MigrationPhase::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(role: MigrationRole, phase: MigrationPhase) -> MigrationSlot {
+        let slot = MigrationSlot::default();
+        slot.begin(MigrationStatus {
+            role,
+            phase,
+            peer: "test".into(),
+            downtime_budget_ms: 50,
+            bwlimit_mib_s: None,
+            guest_memory_bytes: 1 << 20,
+            rounds: Vec::new(),
+            bytes_transferred: 0,
+            throttle_percent: 0,
+            elapsed_ms: 0,
+            total_ms: None,
+            downtime_us: None,
+            restore_us: None,
+            error: None,
+        })
+        .expect("begin");
+        slot
+    }
+
+    #[test]
+    fn a_finish_after_the_targets_resumed_frame_is_done_and_a_takeback_then_refused() {
+        let s = slot(MigrationRole::Outgoing, MigrationPhase::HandedOver);
+        s.target_resumed(protocol::ResumeReport::default());
+        assert!(s.request_finish().is_ok());
+        assert!(s.request_finish().is_ok(), "asked again");
+        let e = s.request_takeback().expect_err("decided the other way");
+        assert!(e.contains("other way"), "{e}");
+        s.update(|st| st.phase = MigrationPhase::Completed);
+        assert!(s.request_finish().is_ok(), "after completion");
+    }
+
+    #[test]
+    fn a_commit_asked_twice_is_done_and_a_takeback_twice_too() {
+        let t = slot(MigrationRole::Incoming, MigrationPhase::AwaitingCommit);
+        assert!(t.request_commit().is_ok());
+        assert!(t.request_commit().is_ok());
+        let s = slot(MigrationRole::Outgoing, MigrationPhase::HandedOver);
+        assert!(s.request_takeback().is_ok());
+        assert!(s.request_takeback().is_ok());
+        assert!(s.request_finish().is_err(), "taken back: no finish");
     }
 }
