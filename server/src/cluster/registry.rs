@@ -245,6 +245,25 @@ impl NodeRegistry {
             .any(|f| f.vms.iter().any(|v| v.vmid == vmid && v.handover.is_some()))
     }
 
+    /// `(node, vmid)` of every copy of a VM that an online node reports waiting at a
+    /// migration handover.
+    pub fn handover_copies(&self) -> Vec<(String, u32)> {
+        let timeout = self.timeout();
+        self.nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, rt)| rt.state(timeout) == NodeState::Online)
+            .filter_map(|(name, rt)| Some((name, rt.facts.as_ref()?)))
+            .flat_map(|(name, f)| {
+                f.vms
+                    .iter()
+                    .filter(|v| v.handover.is_some())
+                    .map(move |v| (name.clone(), v.vmid))
+            })
+            .collect()
+    }
+
     /// What every known node reports of VM `vmid`: `None` for a node that is not online
     /// (nothing known), `Some(None)` for an online node without it.
     pub fn reports_of(&self, vmid: u32) -> Vec<(String, Option<Option<VmRuntime>>)> {
@@ -371,6 +390,39 @@ mod tests {
         assert_eq!(t[0].3.as_deref(), Some("connection refused"));
         r.record_heartbeat("n1", facts());
         assert_eq!(r.take_transitions()[0].2, NodeState::Online);
+    }
+
+    #[test]
+    fn handover_copies_are_those_online_nodes_report_waiting() {
+        use kiln_node_client::wire::{Handover, VmPowerState};
+        let vm = |vmid, handover| VmRuntime {
+            vmid,
+            name: format!("vm{vmid}"),
+            state: VmPowerState::Paused,
+            pid: Some(1),
+            uptime_secs: 0,
+            vcpus: 1,
+            cpu_usage: 0.0,
+            memory_bytes: 1,
+            rss_bytes: 1,
+            stop_reason: None,
+            crashed: false,
+            ha: true,
+            fenced: false,
+            handover,
+        };
+        let r = NodeRegistry::new(Duration::from_millis(40), policy());
+        let mut f = facts();
+        f.vms = vec![vm(100, Some(Handover::HandedOver)), vm(101, None)];
+        r.record_heartbeat("n1", f);
+        assert_eq!(r.handover_copies(), vec![("n1".to_string(), 100)]);
+        assert!(r.handover_pending(100));
+        assert!(!r.handover_pending(101));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            r.handover_copies().is_empty(),
+            "offline nodes are not counted"
+        );
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub(super) struct Round {
     pub(super) candidates: Vec<Candidate>,
     /// Where each resource is (or is being put).
     located: HashMap<String, String>,
+    /// Nodes holding a copy of a VM at a migration handover (paused, waiting for the
+    /// cluster's word): no second copy is started there.
+    handover_copies: HashMap<u32, BTreeSet<String>>,
 }
 
 impl Round {
@@ -122,7 +125,11 @@ impl Round {
             affinity: self.rules.node_affinity(sid),
             apart: nodes_of(self.rules.peers(sid, false)),
             together: nodes_of(self.rules.peers(sid, true)),
-            exclude: BTreeSet::new(),
+            exclude: self
+                .handover_copies
+                .get(&vm.vmid)
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 
@@ -133,6 +140,15 @@ impl Round {
         }
         self.located.insert(sid.to_owned(), node.to_owned());
     }
+}
+
+/// Per VM, the online nodes reporting a copy of it waiting at a migration handover.
+fn handover_copies(app: &AppState) -> HashMap<u32, BTreeSet<String>> {
+    let mut copies: HashMap<u32, BTreeSet<String>> = HashMap::new();
+    for (node, vmid) in app.nodes.handover_copies() {
+        copies.entry(vmid).or_default().insert(node);
+    }
+    copies
 }
 
 /// Nodes that may take an HA VM now: online, holding a valid lease, with their free memory.
@@ -206,6 +222,7 @@ async fn round(app: &AppState) -> Result<(), crate::db::DbError> {
         nodes,
         rules,
         located: HashMap::new(),
+        handover_copies: handover_copies(app),
     };
     for s in &services {
         if let Ok(HaState::Started | HaState::Relocate | HaState::Migrate | HaState::Fence) =
