@@ -5,6 +5,8 @@
 //! - [`send`]: the source: dirty logging, full pass, dirty rounds until the rest fits the
 //!   downtime budget (auto-converge throttling when rounds stop shrinking), stop-and-copy,
 //!   commit.
+//! - `pace` (the `bwlimit` cap and auto-converge) and `pages` (untouched pages, building
+//!   Memory frames): parts of the source.
 //! - [`receive`]: the target (`kiln-vmm --migrate-receive`): a paused VM without a guest
 //!   image that takes memory and state and resumes on commit.
 //! - [`transport`]: Unix socket or TCP streams, and [`tls`]: mutual TLS between nodes,
@@ -20,6 +22,8 @@
 //! while, so a commit can still reach it through the control socket.
 
 pub mod dirty;
+mod pace;
+mod pages;
 pub mod protocol;
 pub mod receive;
 pub mod send;

@@ -1,15 +1,15 @@
 //! The source side: pre-copy with dirty rounds, auto-converge, stop-and-copy, commit.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress};
 
 use super::dirty::{DirtyLog, PageSet};
+use super::pace::{RateLimiter, Throttle};
+use super::pages::{FrameBuilder, Untouched};
 use super::protocol::{
-    self as wire, AbortReason, FrameKind, MigrationConfig, RecordKind, ResumeReport, Token,
-    PAGE_SIZE,
+    self as wire, AbortReason, FrameKind, MigrationConfig, ResumeReport, Token, PAGE_SIZE,
 };
 use super::tls::MigrateTls;
 use super::transport::{self, MigrationStream};
@@ -46,11 +46,6 @@ const ROUNDS_BEFORE_THROTTLE: u32 = 1;
 const THROTTLE_INITIAL: u8 = 20;
 const THROTTLE_STEP: u8 = 10;
 const THROTTLE_MAX: u8 = 99;
-/// Auto-converge: the vCPUs run for this slice, then are held for
-/// `slice × throttle / (100 − throttle)` (as QEMU does: at 99 % they run 10 ms a second).
-/// A long hold matters: a guest whose work follows its timer (like the test guest's
-/// `dirty`) is only slowed when whole timer periods pass without it running.
-const THROTTLE_RUN_SLICE: Duration = Duration::from_millis(10);
 /// Rounds at the maximum throttle before the stop-and-copy is forced (over budget).
 const MAX_ROUNDS_AT_MAX_THROTTLE: u32 = 5;
 /// Link speed assumed before a round has measured one (bytes/s).
@@ -587,220 +582,6 @@ impl Source<'_> {
     }
 }
 
-/// Pages that were never touched (neither present nor swapped, per /proc/self/pagemap) read
-/// as zero: they go as zero markers without reading them, which would fault them in. An
-/// idle guest's full pass then costs almost nothing. Without pagemap every page is read.
-/// (Valid for private anonymous guest memory, as [`crate::memory::create`] maps it; file or
-/// shared-memory backing would need another test.)
-struct Untouched {
-    /// Per memory region: guest start, present-or-swapped flag per page.
-    regions: Vec<(u64, Vec<bool>)>,
-}
-
-impl Untouched {
-    fn new(mem: &crate::memory::GuestMemory) -> Untouched {
-        use std::io::{Read, Seek, SeekFrom};
-        use vm_memory::{Address, GuestMemoryBackend as _, GuestMemoryRegion};
-        let mut regions = Vec::new();
-        let Ok(mut pagemap) = std::fs::File::open("/proc/self/pagemap") else {
-            return Untouched { regions };
-        };
-        for r in mem.iter() {
-            let Ok(host) = r.get_host_address(vm_memory::MemoryRegionAddress(0)) else {
-                continue;
-            };
-            let host = host as u64;
-            let pages = (r.len() / PAGE_SIZE) as usize;
-            let mut raw = vec![0u8; pages * 8];
-            let ok = pagemap
-                .seek(SeekFrom::Start(host / PAGE_SIZE * 8))
-                .and_then(|_| pagemap.read_exact(&mut raw));
-            if ok.is_err() {
-                continue;
-            }
-            let touched = raw
-                .chunks_exact(8)
-                .map(|e| {
-                    let v = u64::from_le_bytes(e.try_into().unwrap_or([0xff; 8]));
-                    v & (0b11 << 62) != 0 // present or swapped
-                })
-                .collect();
-            regions.push((r.start_addr().raw_value(), touched));
-        }
-        Untouched { regions }
-    }
-
-    fn is_untouched(&self, gpa: u64) -> bool {
-        self.regions.iter().any(|(start, touched)| {
-            gpa >= *start
-                && touched
-                    .get(((gpa - start) / PAGE_SIZE) as usize)
-                    .is_some_and(|t| !t)
-        })
-    }
-}
-
-/// Builds one Memory payload, merging neighbouring pages of one kind into a record.
-#[derive(Default)]
-struct FrameBuilder {
-    payload: Vec<u8>,
-    /// Open record: header offset, next address, kind, pages.
-    open: Option<(usize, u64, RecordKind, u32)>,
-    pages: usize,
-}
-
-fn is_zero(page: &[u8]) -> bool {
-    page.chunks_exact(16)
-        .all(|c| u128::from_ne_bytes(c.try_into().unwrap_or([1; 16])) == 0)
-}
-
-impl FrameBuilder {
-    /// Add a page (`None`: known to be zero); true if it went as a zero marker.
-    fn add(&mut self, gpa: u64, page: Option<&[u8]>) -> bool {
-        let data = page.filter(|p| !is_zero(p));
-        let kind = if data.is_some() {
-            RecordKind::Data
-        } else {
-            RecordKind::Zero
-        };
-        match &mut self.open {
-            Some((_, next, k, count)) if *next == gpa && *k == kind => {
-                *next += PAGE_SIZE;
-                *count += 1;
-            }
-            _ => {
-                self.close();
-                let at = self.payload.len();
-                wire::push_record(&mut self.payload, gpa, 0, kind);
-                self.open = Some((at, gpa + PAGE_SIZE, kind, 1));
-            }
-        }
-        if let Some(data) = data {
-            self.payload.extend_from_slice(data);
-        }
-        self.pages += 1;
-        kind == RecordKind::Zero
-    }
-
-    fn close(&mut self) {
-        if let Some((at, _, _, count)) = self.open.take() {
-            self.payload[at + 8..at + 12].copy_from_slice(&count.to_le_bytes());
-        }
-    }
-
-    fn finish(&mut self) -> &[u8] {
-        self.close();
-        &self.payload
-    }
-
-    fn clear(&mut self) {
-        self.payload.clear();
-        self.open = None;
-        self.pages = 0;
-    }
-}
-
-/// `bwlimit`: sleeps so that the bytes sent never run ahead of the cap.
-struct RateLimiter {
-    bytes_per_s: Option<f64>,
-    start: Instant,
-    sent: u64,
-}
-
-impl RateLimiter {
-    fn new(mib_s: Option<u64>) -> Self {
-        RateLimiter {
-            bytes_per_s: mib_s.filter(|m| *m > 0).map(|m| (m << 20) as f64),
-            start: Instant::now(),
-            sent: 0,
-        }
-    }
-
-    fn account(&mut self, bytes: u64) {
-        let Some(rate) = self.bytes_per_s else {
-            return;
-        };
-        self.sent += bytes;
-        let due = Duration::from_secs_f64(self.sent as f64 / rate);
-        let elapsed = self.start.elapsed();
-        if due > elapsed {
-            std::thread::sleep(due - elapsed);
-        }
-    }
-}
-
-/// Auto-converge: a thread that holds the vCPUs for `percent` of every period.
-struct Throttle {
-    percent: Arc<AtomicU8>,
-    stop: Arc<AtomicBool>,
-    handle: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
-    vm: Arc<VmShared>,
-}
-
-impl Throttle {
-    fn start(vm: Arc<VmShared>) -> Throttle {
-        let percent = Arc::new(AtomicU8::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (p, s, v) = (percent.clone(), stop.clone(), vm.clone());
-        let handle = std::thread::Builder::new()
-            .name("migrate-throttle".into())
-            .spawn(move || {
-                while !s.load(Ordering::SeqCst) {
-                    let pct = u32::from(p.load(Ordering::SeqCst));
-                    // park_timeout, not sleep: `stop_now` unparks, so ending the thread never
-                    // waits out a sleep (it runs inside the stop-and-copy's pause).
-                    if pct == 0 {
-                        std::thread::park_timeout(Duration::from_millis(10));
-                        continue;
-                    }
-                    v.set_throttle(true);
-                    let hold = THROTTLE_RUN_SLICE * pct / (100 - pct).max(1);
-                    // Held for `hold`; a stop unparks at once.
-                    let until = Instant::now() + hold;
-                    while Instant::now() < until && !s.load(Ordering::SeqCst) {
-                        std::thread::park_timeout(until - Instant::now());
-                    }
-                    v.set_throttle(false);
-                    let run_until = Instant::now() + THROTTLE_RUN_SLICE;
-                    while Instant::now() < run_until && !s.load(Ordering::SeqCst) {
-                        std::thread::park_timeout(run_until - Instant::now());
-                    }
-                }
-                v.set_throttle(false);
-            })
-            .ok();
-        Throttle {
-            percent,
-            stop,
-            handle: std::sync::Mutex::new(handle),
-            vm,
-        }
-    }
-
-    fn percent(&self) -> u8 {
-        self.percent.load(Ordering::SeqCst)
-    }
-
-    fn set(&self, percent: u8) {
-        self.percent.store(percent, Ordering::SeqCst);
-    }
-
-    /// End the thread and release the vCPUs.
-    fn stop_now(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(h) = handle {
-            h.thread().unpark();
-            let _ = h.join();
-        }
-        self.vm.set_throttle(false);
-    }
-
-    fn stop(self) {
-        self.stop_now();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -823,37 +604,5 @@ mod tests {
             budget,
             MAX_SHRINK_ROUNDS
         ));
-    }
-
-    #[test]
-    fn frame_builder_merges_runs_and_marks_zero_pages() {
-        let mut b = FrameBuilder::default();
-        let data = [1u8; 4096];
-        let zero = [0u8; 4096];
-        assert!(!b.add(0x1000, Some(&data)));
-        assert!(!b.add(0x2000, Some(&data)));
-        assert!(b.add(0x3000, Some(&zero)));
-        assert!(b.add(0x4000, None));
-        assert!(!b.add(0x9000, Some(&data)));
-        let recs = wire::parse_records(b.finish()).expect("parses");
-        assert_eq!(recs.len(), 3);
-        assert_eq!((recs[0].gpa, recs[0].pages), (0x1000, 2));
-        assert_eq!(recs[0].data.map(|d| d.len()), Some(8192));
-        assert_eq!(
-            (recs[1].gpa, recs[1].pages, recs[1].data),
-            (0x3000, 2, None)
-        );
-        assert_eq!((recs[2].gpa, recs[2].pages), (0x9000, 1));
-    }
-
-    #[test]
-    fn rate_limiter_holds_the_cap() {
-        let mut l = RateLimiter::new(Some(100));
-        let t = Instant::now();
-        for _ in 0..10 {
-            l.account(1 << 20);
-        }
-        let took = t.elapsed();
-        assert!(took >= Duration::from_millis(95), "{took:?}");
     }
 }
