@@ -12,6 +12,7 @@ pub mod ids;
 pub mod pools;
 pub mod privileges;
 pub mod roles;
+pub mod setup;
 pub mod tfa;
 pub mod tokens;
 
@@ -81,6 +82,8 @@ pub fn build(rows: AccessRows) -> AccessControl {
             email: u.email,
             comment: u.comment,
             groups: Default::default(),
+            tfa_required: u.tfa_required,
+            must_change_password: u.must_change_password,
         });
     }
     for (id, comment) in &rows.groups {

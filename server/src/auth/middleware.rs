@@ -14,10 +14,13 @@ use tower_sessions::Session;
 
 use super::session::{self, CSRF_HEADER};
 use crate::access::check::Caller;
+use crate::access::setup::{self, PendingSetup};
 use crate::access::{tokens, AccessControl};
 use crate::api::error::ApiError;
 use crate::db::unix_now;
+use crate::db::DbError;
 use crate::state::AppState;
+use kiln_api_types::SetupStep;
 
 /// The authenticated caller, as handlers receive it. Extracting it from a request without a
 /// valid session or API token answers 401.
@@ -130,6 +133,7 @@ pub async fn authenticate(
                     username: Some(format!("{userid}!{token}")),
                     csrf_token: String::new(),
                     cluster_name: app.cluster_name.clone(),
+                    setup: None,
                 });
                 req.extensions_mut().insert(AuthUser {
                     userid,
@@ -172,12 +176,23 @@ pub async fn authenticate(
             }
         }
     }
+    let setup = match &auth {
+        Some(a) => match pending_setup(&app, &access, &a.userid).await {
+            Ok(step) => step,
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+        None => None,
+    };
     let info = SessionInfo {
         username: auth.as_ref().map(|a| a.userid.clone()),
         csrf_token: auth.as_ref().map(|a| a.csrf.clone()).unwrap_or_default(),
         cluster_name: app.cluster_name.clone(),
+        setup,
     };
     req.extensions_mut().insert(info);
+    if let Some(step) = setup {
+        req.extensions_mut().insert(PendingSetup(step));
+    }
     if let Some(a) = auth {
         req.extensions_mut().insert(AuthUser {
             userid: a.userid,
@@ -186,6 +201,29 @@ pub async fn authenticate(
         });
     }
     next.run(req).await
+}
+
+/// The step a session of `userid` must take before it is a normal one (API tokens have none:
+/// they are made by a session that took its steps).
+pub async fn pending_setup(
+    app: &AppState,
+    access: &AccessControl,
+    userid: &str,
+) -> Result<Option<SetupStep>, DbError> {
+    let Some(user) = access.user(userid) else {
+        return Ok(None);
+    };
+    // The database is asked only for users who must have a TOTP (the snapshot has no factors).
+    let has_totp = if user.tfa_required && !user.must_change_password {
+        app.db
+            .tfa(userid)
+            .await?
+            .iter()
+            .any(|f| f.id == "totp" && !f.data.is_empty())
+    } else {
+        false
+    };
+    Ok(setup::pending(user, has_totp))
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
