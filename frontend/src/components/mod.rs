@@ -21,6 +21,7 @@ pub mod permissions;
 pub mod pools;
 pub mod student_labs;
 pub mod tasks;
+pub mod tfa;
 pub mod tree;
 pub mod vm_actions;
 pub mod vm_console;
