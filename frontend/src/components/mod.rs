@@ -4,6 +4,7 @@ pub mod banner;
 pub mod datacenter;
 pub mod datacenter_view;
 pub mod dialog;
+pub mod form;
 pub mod ha;
 pub mod ha_status;
 pub mod join_dialog;
