@@ -324,3 +324,48 @@ test('an administrator manages users, groups, roles, ACL entries and tokens in P
   // The refused user (it exists) answered 409 or 400; nothing else may fail.
   expect(problems.filter((p) => !/status of 4(00|09)/.test(p))).toEqual([]);
 });
+
+test('an administrator adds a pool with quotas, changes them and removes the pool', async ({ page, cluster }) => {
+  const problems = watchConsole(page);
+  await logIn(page, cluster.password);
+  await page.getByTestId('dc-tab-pools').click();
+  await page.getByTestId('pool-add').click();
+  let dialog = page.getByTestId('pool-dialog');
+  await dialog.getByTestId('pool-id').fill('team9');
+  await dialog.getByTestId('pool-comment').fill('team nine');
+  await dialog.getByTestId('pool-max-vms').fill('0');
+  await expect(dialog.getByTestId('pool-max-vms-error')).toContainText('1 to 1000000');
+  await dialog.getByTestId('pool-max-vms').fill('5');
+  await dialog.getByTestId('pool-max-vcpus').fill('8');
+  await dialog.getByTestId('pool-max-memory').fill('2048');
+  await dialog.getByTestId('pool-save').click();
+  await expect(dialog).toHaveCount(0);
+  const pool = page.locator('[data-testid="pool"][data-pool="team9"]');
+  await expect(pool).toContainText('team nine');
+  await expect(pool).toContainText('0 of 5 VMs');
+  await expect(pool).toContainText('0 of 8 vCPUs');
+
+  // The same id again: the server's refusal shows in the dialog.
+  await page.getByTestId('pool-add').click();
+  dialog = page.getByTestId('pool-dialog');
+  await dialog.getByTestId('pool-id').fill('team9');
+  await dialog.getByTestId('pool-save').click();
+  await expect(dialog.getByTestId('pool-dialog-error')).toContainText('already exists');
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+
+  // Edit: more vCPUs, no VM limit.
+  await pool.getByTestId('pool-edit').click();
+  dialog = page.getByTestId('pool-dialog');
+  await expect(dialog.getByTestId('pool-max-vms')).toHaveValue('5');
+  await dialog.getByTestId('pool-max-vms').fill('');
+  await dialog.getByTestId('pool-max-vcpus').fill('16');
+  await dialog.getByTestId('pool-save').click();
+  await expect(dialog).toHaveCount(0);
+  await expect(pool).toContainText('0 of 16 vCPUs');
+  await expect(pool).toContainText('0 VMs (no limit)');
+
+  await pool.getByTestId('pool-remove').click();
+  await page.getByTestId('pool-remove-confirm').click();
+  await expect(pool).toHaveCount(0);
+  expect(problems.filter((p) => !/status of 409/.test(p))).toEqual([]);
+});

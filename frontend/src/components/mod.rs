@@ -19,6 +19,7 @@ pub mod node_maintenance;
 pub mod node_summary;
 pub mod password_dialog;
 pub mod permissions;
+pub mod pool_dialog;
 pub mod pools;
 pub mod student_labs;
 pub mod tasks;
