@@ -966,6 +966,15 @@ async fn a_user_who_must_have_a_second_factor_may_only_enrol_one_until_it_has() 
         (200, Some(1)),
         "{body}"
     );
+    // Without the TOTP (a lost phone) the requirement holds again, at once.
+    ok(
+        &root,
+        "DELETE",
+        "/api2/json/access/tfa/tom@kiln/totp",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(tom.get("/api2/json/cluster/resources").await.0, 403);
 
     // Requiring a factor of a user without one restricts its open sessions at once.
     add_user(&root, "una@kiln").await;

@@ -46,6 +46,8 @@ pub struct UserInfo {
     pub tfa_required: bool,
     /// The user must replace its password first (see [`crate::access::setup`]).
     pub must_change_password: bool,
+    /// The user has a TOTP second factor.
+    pub has_totp: bool,
 }
 
 impl UserInfo {

@@ -23,12 +23,12 @@ pub enum DuringSetup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PendingSetup(pub SetupStep);
 
-/// The step `user` must take first, if any (`has_totp`: whether it has a TOTP factor). The
-/// password comes first: enrolling a second factor asks for the current password.
-pub fn pending(user: &UserInfo, has_totp: bool) -> Option<SetupStep> {
+/// The step `user` must take first, if any. The password comes first: enrolling a second
+/// factor asks for the current password.
+pub fn pending(user: &UserInfo) -> Option<SetupStep> {
     if user.must_change_password {
         Some(SetupStep::ChangePassword)
-    } else if user.tfa_required && !has_totp {
+    } else if user.tfa_required && !user.has_totp {
         Some(SetupStep::EnrolTfa)
     } else {
         None
@@ -53,30 +53,31 @@ pub fn refusal(step: SetupStep, userid: &str) -> String {
 mod tests {
     use super::*;
 
-    fn user(must_change_password: bool, tfa_required: bool) -> UserInfo {
+    fn user(must_change_password: bool, tfa_required: bool, has_totp: bool) -> UserInfo {
         UserInfo {
             userid: "ada@kiln".into(),
             enabled: true,
             must_change_password,
             tfa_required,
+            has_totp,
             ..Default::default()
         }
     }
 
     #[test]
     fn the_password_comes_before_the_second_factor() {
-        assert_eq!(pending(&user(false, false), false), None);
+        assert_eq!(pending(&user(false, false, false)), None);
         assert_eq!(
-            pending(&user(true, true), false),
+            pending(&user(true, true, false)),
             Some(SetupStep::ChangePassword)
         );
         assert_eq!(
-            pending(&user(false, true), false),
+            pending(&user(false, true, false)),
             Some(SetupStep::EnrolTfa)
         );
-        assert_eq!(pending(&user(false, true), true), None);
+        assert_eq!(pending(&user(false, true, true)), None);
         assert_eq!(
-            pending(&user(true, false), true),
+            pending(&user(true, false, true)),
             Some(SetupStep::ChangePassword)
         );
     }

@@ -18,7 +18,6 @@ use crate::access::setup::{self, PendingSetup};
 use crate::access::{tokens, AccessControl};
 use crate::api::error::ApiError;
 use crate::db::unix_now;
-use crate::db::DbError;
 use crate::state::AppState;
 use kiln_api_types::SetupStep;
 
@@ -176,13 +175,9 @@ pub async fn authenticate(
             }
         }
     }
-    let setup = match &auth {
-        Some(a) => match pending_setup(&app, &access, &a.userid).await {
-            Ok(step) => step,
-            Err(e) => return ApiError::from(e).into_response(),
-        },
-        None => None,
-    };
+    let setup = auth
+        .as_ref()
+        .and_then(|a| pending_setup(&access, &a.userid));
     let info = SessionInfo {
         username: auth.as_ref().map(|a| a.userid.clone()),
         csrf_token: auth.as_ref().map(|a| a.csrf.clone()).unwrap_or_default(),
@@ -205,25 +200,8 @@ pub async fn authenticate(
 
 /// The step a session of `userid` must take before it is a normal one (API tokens have none:
 /// they are made by a session that took its steps).
-pub async fn pending_setup(
-    app: &AppState,
-    access: &AccessControl,
-    userid: &str,
-) -> Result<Option<SetupStep>, DbError> {
-    let Some(user) = access.user(userid) else {
-        return Ok(None);
-    };
-    // The database is asked only for users who must have a TOTP (the snapshot has no factors).
-    let has_totp = if user.tfa_required && !user.must_change_password {
-        app.db
-            .tfa(userid)
-            .await?
-            .iter()
-            .any(|f| f.id == "totp" && !f.data.is_empty())
-    } else {
-        false
-    };
-    Ok(setup::pending(user, has_totp))
+pub fn pending_setup(access: &AccessControl, userid: &str) -> Option<SetupStep> {
+    access.user(userid).and_then(setup::pending)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AuthUser {

@@ -110,7 +110,7 @@ pub async fn login(
     app.login_limiter.record_success(&userid);
     let (ticket, auth) = session::establish(&session, &userid, &app.session_policy).await?;
     let access = app.access.current();
-    let setup = pending_setup(&app, &access, &userid).await?;
+    let setup = pending_setup(&access, &userid);
     match setup {
         Some(step) => {
             tracing::info!(user = %userid, rhost = %ip, "successful login, restricted until {step:?}")
