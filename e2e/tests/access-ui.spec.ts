@@ -171,17 +171,26 @@ test('a user who must have a second factor is sent to enrolment first', async ({
   });
 });
 
-test('a password an administrator set must be replaced at the first login', async ({ browser, cluster, playwright }) => {
+test('a password an administrator set must be replaced at the first login', async ({ page, browser, cluster, playwright }) => {
   const api = await playwright.request.newContext({ baseURL: cluster.url, ignoreHTTPSErrors: true });
   try {
     const call = await adminCalls(api, cluster.password);
     await call('POST', '/access/users', { userid: 'sam@kiln', password: 'sam-password-1' });
-    await call('PUT', '/access/password', {
-      userid: 'sam@kiln', password: 'given-by-admin', 'confirmation-password': cluster.password,
-    });
   } finally {
     await api.dispose();
   }
+  // The administrator sets a new password in Permissions (confirmed with its own).
+  await logIn(page, cluster.password);
+  await page.getByTestId('dc-tab-permissions').click();
+  await page.locator('[data-testid="user-row"][data-userid="sam@kiln"]').getByTestId('user-edit').click();
+  const edit = page.getByTestId('user-dialog');
+  await edit.getByTestId('user-new-password').fill('given-by-admin');
+  await edit.getByTestId('user-confirmation').fill('not-my-password');
+  await edit.getByTestId('user-save').click();
+  await expect(edit.getByTestId('user-confirmation-error')).toContainText('not the current password');
+  await edit.getByTestId('user-confirmation').fill(cluster.password);
+  await edit.getByTestId('user-save').click();
+  await expect(edit).toHaveCount(0);
   await asAnotherBrowser(browser, async (sam) => {
     const problems = watchConsole(sam);
     await logInToSetup(sam, 'sam@kiln', 'given-by-admin', 'setup-password');

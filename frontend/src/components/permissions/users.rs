@@ -1,7 +1,8 @@
 //! Add or edit a user: id and first password (new users only), name, e-mail, groups, enabled,
-//! expiry, whether a second factor is required, comment.
+//! expiry, whether a second factor is required, comment; for an existing user, optionally a
+//! new password (which the user must replace at its next login).
 
-use kiln_api_types::access::{UserCreate, UserEntry, UserUpdate};
+use kiln_api_types::access::{PasswordChange, UserCreate, UserEntry, UserUpdate};
 use leptos::prelude::*;
 
 use super::data::PermissionsData;
@@ -13,7 +14,7 @@ use crate::components::form::{
 use crate::format;
 
 /// Fields the dialog shows (the server's messages for others go to the general line).
-const FIELDS: [&str; 9] = [
+const FIELDS: [&str; 10] = [
     "userid",
     "password",
     "firstname",
@@ -23,6 +24,7 @@ const FIELDS: [&str; 9] = [
     "expire",
     "tfa-required",
     "comment",
+    "confirmation-password",
 ];
 
 /// The expiry typed into a `datetime-local` field as Unix seconds (empty = never = 0).
@@ -73,6 +75,9 @@ pub fn UserDialog(
             .map(str::to_owned)
             .collect::<Vec<_>>(),
     );
+    // Editing: a new password set by the caller, confirmed with the caller's own.
+    let new_password = RwSignal::new(String::new());
+    let confirmation = RwSignal::new(String::new());
     let errors: FieldErrors = RwSignal::new(Default::default());
     let general = RwSignal::new(None::<String>);
     let sending = RwSignal::new(false);
@@ -96,6 +101,13 @@ pub fn UserDialog(
                 .then(|| check_password(&password.get_untracked()).err())
                 .flatten(),
             check_email(&email.get_untracked()).err(),
+            (!is_new && !new_password.get_untracked().is_empty())
+                .then(|| check_password(&new_password.get_untracked()).err())
+                .flatten(),
+            (!is_new
+                && !new_password.get_untracked().is_empty()
+                && confirmation.get_untracked().is_empty())
+            .then(|| "Confirm the new password with your own password.".to_owned()),
             expiry_param(&expire.get_untracked()).err(),
             repeat_problem.get_untracked(),
         ];
@@ -137,11 +149,26 @@ pub fn UserDialog(
                     append: None,
                     tfa_required: Some(u8::from(tfa_required.get_untracked())),
                 };
-                api.put_json::<serde_json::Value, _>(
-                    &format!("access/users/{}", segment(&userid.get_untracked())),
-                    &request,
-                )
-                .await
+                let id = userid.get_untracked();
+                let saved = api
+                    .put_json::<serde_json::Value, _>(
+                        &format!("access/users/{}", segment(&id)),
+                        &request,
+                    )
+                    .await;
+                let password = new_password.get_untracked();
+                match saved {
+                    Ok(_) if !password.is_empty() => {
+                        let change = PasswordChange {
+                            userid: id,
+                            password,
+                            confirmation_password: confirmation.get_untracked(),
+                        };
+                        api.put_json::<serde_json::Value, _>("access/password", &change)
+                            .await
+                    }
+                    other => other,
+                }
             };
             match result {
                 Ok(_) => {
@@ -229,6 +256,12 @@ pub fn UserDialog(
                         "Required: the user must add an authenticator before anything else"
                     </label>
                     <TextField label="Comment" name="comment" testid="user-comment" value=comment errors/>
+                    <Show when=move || !is_new>
+                        <TextField label="New password" name="password" testid="user-new-password" value=new_password errors check=check_password kind="password" placeholder="unchanged"/>
+                        <TextField label="Your password" name="confirmation-password" testid="user-confirmation" value=confirmation errors kind="password"/>
+                        <span></span>
+                        <span class="hint">"A password you set here must be replaced by the user at the next login."</span>
+                    </Show>
                 </div>
                 {move || general.get().map(|e| view! { <div class="notice error" role="alert" data-testid="user-dialog-error">{e}</div> })}
                 <div class="dialog-buttons">
