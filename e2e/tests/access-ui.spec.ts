@@ -93,7 +93,7 @@ async function logOut(page: Page): Promise<void> {
   await expect(page.getByTestId('login-form')).toBeVisible();
 }
 
-test('a user enrols TOTP with the QR code; the login then asks for a code or a recovery key', async ({ browser, cluster, playwright }) => {
+test('a user enrols TOTP with the QR code; the login then asks for a code or a recovery key', async ({ page, browser, cluster, playwright }) => {
   const api = await playwright.request.newContext({ baseURL: cluster.url, ignoreHTTPSErrors: true });
   try {
     const call = await adminCalls(api, cluster.password);
@@ -143,6 +143,22 @@ test('a user enrols TOTP with the QR code; the login then asks for a code or a r
     await expect(tia.getByTestId('console')).toHaveCount(0);
     // The refused code (400) and answers (401) are expected; nothing else may fail.
     expect(problems.filter((p) => !/status of 40[01]/.test(p))).toEqual([]);
+  });
+
+  // A lost phone: the administrator removes tia's factors in Permissions (and cannot enrol
+  // any for her); the password alone logs her in again.
+  await logIn(page, cluster.password);
+  await page.getByTestId('dc-tab-permissions').click();
+  await page.locator('[data-testid="user-row"][data-userid="tia@kiln"]').getByTestId('user-tfa').click();
+  const factors = page.getByTestId('tfa-dialog');
+  await expect(factors.getByTestId('tfa-add-totp')).toHaveCount(0);
+  for (const id of ['totp', 'recovery']) {
+    await factors.locator(`[data-testid="tfa-factor"][data-id="${id}"]`).getByTestId('tfa-remove').click();
+    await expect(factors.locator(`[data-testid="tfa-factor"][data-id="${id}"]`)).toHaveCount(0);
+  }
+  await expect(factors.getByTestId('tfa-none')).toBeVisible();
+  await asAnotherBrowser(browser, async (tia) => {
+    await logInAs(tia, 'tia@kiln', 'tia-password-1');
   });
 });
 

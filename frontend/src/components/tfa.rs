@@ -303,11 +303,15 @@ fn RecoveryKeyList(
 }
 
 /// "Two-factor" of the top bar: the user's factors (remove), a new authenticator, new
-/// recovery keys.
+/// recovery keys. For another user (an administrator's view in Permissions, e.g. after a lost
+/// phone) only the list and "Remove": only a user enrols its own factors.
 #[component]
 pub fn TfaDialog(
-    /// The logged-in user.
+    /// Whose factors.
     userid: String,
+    /// Whether `userid` is the logged-in user.
+    #[prop(default = true)]
+    own: bool,
     /// Closes the dialog.
     #[prop(into)]
     on_close: Callback<()>,
@@ -318,82 +322,70 @@ pub fn TfaDialog(
     let adding = RwSignal::new(false);
     let recovery_password = RwSignal::new(String::new());
     let new_keys = RwSignal::new(None::<Vec<String>>);
-    let path = format!("access/tfa/{}", segment(&userid));
-    let reload = {
-        let path = path.clone();
-        move || {
-            let path = path.clone();
-            leptos::task::spawn_local(async move {
-                match api.get::<Vec<TfaEntry>>(&path).await {
-                    Ok(list) => factors.set(list),
-                    Err(e) => error.set(Some(format!("Could not list your second factors: {e}"))),
-                }
-            });
-        }
+    // Stored, so that the closures below are `Copy` and the view can use them anywhere.
+    let path = StoredValue::new(format!("access/tfa/{}", segment(&userid)));
+    let reload = move || {
+        let path = path.get_value();
+        leptos::task::spawn_local(async move {
+            match api.get::<Vec<TfaEntry>>(&path).await {
+                Ok(list) => factors.set(list),
+                Err(e) => error.set(Some(format!("Could not list the second factors: {e}"))),
+            }
+        });
     };
-    Effect::new({
-        let reload = reload.clone();
-        move || reload()
-    });
-    let remove = {
-        let path = path.clone();
-        let reload = reload.clone();
-        move |id: String| {
-            let path = format!("{path}/{}", segment(&id));
-            let reload = reload.clone();
-            error.set(None);
-            leptos::task::spawn_local(async move {
-                match api.delete::<serde_json::Value>(&path).await {
-                    Ok(_) => reload(),
-                    Err(e) => error.set(Some(format!("Removing the {id} factor failed: {e}"))),
-                }
-            });
-        }
+    Effect::new(reload);
+    let remove = move |id: String| {
+        let path = format!("{}/{}", path.get_value(), segment(&id));
+        error.set(None);
+        leptos::task::spawn_local(async move {
+            match api.delete::<serde_json::Value>(&path).await {
+                Ok(_) => reload(),
+                Err(e) => error.set(Some(format!("Removing the {id} factor failed: {e}"))),
+            }
+        });
     };
-    let make_keys = {
-        let path = path.clone();
-        let reload = reload.clone();
-        move |event: leptos::ev::SubmitEvent| {
-            event.prevent_default();
-            let request = TfaAdd {
-                kind: "recovery".into(),
-                totp: None,
-                value: None,
-                password: recovery_password.get_untracked(),
-            };
-            let path = path.clone();
-            let reload = reload.clone();
-            error.set(None);
-            leptos::task::spawn_local(async move {
-                match api.post_json::<TfaAdded, _>(&path, &request).await {
-                    Ok(added) => {
-                        recovery_password.set(String::new());
-                        new_keys.set(Some(added.recovery));
-                        reload();
-                    }
-                    Err(e) => error.set(Some(
-                        e.param("password")
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| e.to_string()),
-                    )),
+    let make_keys = move |event: leptos::ev::SubmitEvent| {
+        event.prevent_default();
+        let request = TfaAdd {
+            kind: "recovery".into(),
+            totp: None,
+            value: None,
+            password: recovery_password.get_untracked(),
+        };
+        let path = path.get_value();
+        error.set(None);
+        leptos::task::spawn_local(async move {
+            match api.post_json::<TfaAdded, _>(&path, &request).await {
+                Ok(added) => {
+                    recovery_password.set(String::new());
+                    new_keys.set(Some(added.recovery));
+                    reload();
                 }
-            });
-        }
+                Err(e) => error.set(Some(
+                    e.param("password")
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| e.to_string()),
+                )),
+            }
+        });
     };
     let label = |kind: &str| match kind {
         "totp" => "Authenticator app (TOTP)",
         "recovery" => "Recovery keys",
         _ => "Other",
     };
-    let enrol_done = {
-        let reload = reload.clone();
-        move |()| {
-            adding.set(false);
-            reload();
-        }
+    let title = if own {
+        "Two-factor authentication".to_owned()
+    } else {
+        format!("Second factors of {userid}")
+    };
+    let enrol_user = StoredValue::new(userid.clone());
+    let enrol_done = move |()| {
+        adding.set(false);
+        reload();
     };
     view! {
-        <Dialog title="Two-factor authentication".to_owned() testid="tfa-dialog" on_close>
+        <Dialog title testid="tfa-dialog" on_close>
             {move || error.get().map(|e| view! { <div class="notice error" role="alert" data-testid="tfa-error">{e}</div> })}
             <table class="grid" data-testid="tfa-factors">
                 <thead>
@@ -407,7 +399,6 @@ pub fn TfaDialog(
                 <tbody>
                     <For each=move || factors.get() key=|f| (f.id.clone(), f.created, f.remaining) let:f>
                         {
-                            let remove = remove.clone();
                             let id = f.id.clone();
                             view! {
                                 <tr data-testid="tfa-factor" data-id=f.id.clone()>
@@ -431,8 +422,9 @@ pub fn TfaDialog(
                 </tbody>
             </table>
             <Show when=move || factors.with(Vec::is_empty)>
-                <p class="tree-empty" data-testid="tfa-none">"No second factor yet: the password alone logs you in."</p>
+                <p class="tree-empty" data-testid="tfa-none">"No second factor: the password alone logs in."</p>
             </Show>
+            <Show when=move || own>
             <Show
                 when=move || adding.get()
                 fallback=move || {
@@ -454,9 +446,9 @@ pub fn TfaDialog(
                     }
                 }
             >
-                <TotpEnrolment userid=userid.clone() on_done=enrol_done.clone()/>
+                <TotpEnrolment userid=enrol_user.get_value() on_done=enrol_done/>
             </Show>
-            <form class="wizard" on:submit=make_keys.clone() novalidate>
+            <form class="wizard" on:submit=make_keys novalidate>
                 <h3>"New recovery keys"</h3>
                 <p>"New keys replace the old ones."</p>
                 <div class="form-grid">
@@ -476,6 +468,7 @@ pub fn TfaDialog(
                 </div>
             </form>
             {move || new_keys.get().map(|keys| view! { <RecoveryKeyList keys=Signal::derive(move || keys.clone())/> })}
+            </Show>
         </Dialog>
     }
 }

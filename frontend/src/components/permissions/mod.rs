@@ -15,6 +15,8 @@ use leptos::prelude::*;
 
 use crate::api::Api;
 use crate::components::datacenter_view::{DatacenterTabs, DcTab};
+use crate::components::tfa::TfaDialog;
+use crate::session::Auth;
 use acl::AclDialog;
 use data::PermissionsData;
 use groups::GroupDialog;
@@ -28,6 +30,7 @@ use users::UserDialog;
 enum Editing {
     User(Option<UserEntry>),
     Tokens(String),
+    SecondFactors(String),
     Group(Option<GroupEntry>),
     Role(Option<RoleEntry>),
     Acl,
@@ -41,6 +44,10 @@ pub fn PermissionsView(
     tab: RwSignal<DcTab>,
 ) -> impl IntoView {
     let data = PermissionsData::provide(Api::expect());
+    let me = Auth::expect()
+        .user()
+        .map(|u| u.username)
+        .unwrap_or_default();
     let editing = RwSignal::new(None::<Editing>);
     Effect::new(move || data.reload());
     let yes_no = |b: bool| if b { "yes" } else { "no" };
@@ -71,6 +78,9 @@ pub fn PermissionsView(
                         </button>
                         <button type="button" class="button" data-testid="user-tokens" on:click=open(Editing::Tokens(id.clone()))>
                             "API tokens"
+                        </button>
+                        <button type="button" class="button" data-testid="user-tfa" on:click=open(Editing::SecondFactors(id.clone()))>
+                            "Two-factor"
                         </button>
                         <button type="button" class="button danger" data-testid="user-remove" on:click=open(Editing::Remove(Removal::User(id.clone())))>
                             "Remove"
@@ -240,6 +250,10 @@ pub fn PermissionsView(
         {move || editing.get().map(|what| match what {
             Editing::User(existing) => view! { <UserDialog existing on_close=close/> }.into_any(),
             Editing::Tokens(userid) => view! { <TokensDialog userid on_close=close/> }.into_any(),
+            Editing::SecondFactors(userid) => {
+                let own = userid == me;
+                view! { <TfaDialog userid own on_close=close/> }.into_any()
+            }
             Editing::Group(existing) => view! { <GroupDialog existing on_close=close/> }.into_any(),
             Editing::Role(existing) => view! { <RoleDialog existing on_close=close/> }.into_any(),
             Editing::Acl => view! { <AclDialog on_close=close/> }.into_any(),
