@@ -43,12 +43,16 @@ impl AuthUser {
     }
 
     /// The same caller judged by the current snapshot, or `None` if it may no longer act
-    /// (its user was disabled, expired or removed, or its token revoked or expired). Streams
-    /// that outlive their request (events, consoles) call this periodically.
+    /// (its user was disabled, expired or removed, or its token revoked or expired, or its
+    /// session now has a login step to take). Streams that outlive their request (events,
+    /// consoles) call this periodically.
     pub fn refreshed(&self, app: &AppState) -> Option<AuthUser> {
         let access = app.access.current();
         let now = unix_now();
         if !access.user(&self.userid).is_some_and(|u| u.usable(now)) {
+            return None;
+        }
+        if self.token.is_none() && pending_setup(&access, &self.userid).is_some() {
             return None;
         }
         if let Some(t) = &self.token {
