@@ -82,9 +82,12 @@ pub fn PermissionsView(
                         <button type="button" class="button" data-testid="user-tfa" on:click=open(Editing::SecondFactors(id.clone()))>
                             "Two-factor"
                         </button>
-                        <button type="button" class="button danger" data-testid="user-remove" on:click=open(Editing::Remove(Removal::User(id.clone())))>
-                            "Remove"
-                        </button>
+                        // root@kiln cannot be removed (the server refuses it too).
+                        {(id != "root@kiln").then(|| view! {
+                            <button type="button" class="button danger" data-testid="user-remove" on:click=open(Editing::Remove(Removal::User(id.clone())))>
+                                "Remove"
+                            </button>
+                        })}
                     </div>
                 </td>
             </tr>

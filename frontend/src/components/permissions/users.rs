@@ -237,6 +237,9 @@ pub fn UserDialog(
                     <span class="form-label">"Groups"</span>
                     <div class="field">
                         <div class="choices" role="group" aria-label="Groups">{group_boxes}</div>
+                        <Show when=move || data.groups.with(Vec::is_empty)>
+                            <span class="hint">"No groups yet."</span>
+                        </Show>
                         <FieldError testid="user-groups-error".to_owned() message=Signal::derive(move || errors.with(|e| e.get("groups").cloned()))/>
                     </div>
                     <span class="form-label">"Enabled"</span>
