@@ -22,6 +22,18 @@ export async function logInAs(page: Page, user: string, password: string): Promi
   await expect(page.getByTestId('console')).toHaveAttribute('data-ready', 'true');
 }
 
+/** Logs in as `user` whose account asks for a first-login step (`setup-password` or
+ *  `setup-tfa`), and waits for that step's hydrated page. */
+export async function logInToSetup(page: Page, user: string, password: string, step: string): Promise<void> {
+  await openLoginPage(page);
+  await page.getByTestId('login-username').fill(user);
+  await page.getByTestId('login-password').fill(password);
+  await page.getByTestId('login-submit').click();
+  const setup = page.getByTestId('setup-page');
+  await expect(setup).toHaveAttribute('data-ready', 'true');
+  await expect(setup).toHaveAttribute('data-step', step);
+}
+
 /** Collects console errors and failed requests, which hydration bugs and 404s show up as. */
 export function watchConsole(page: Page): string[] {
   const problems: string[] = [];

@@ -27,6 +27,9 @@ pub struct UserEntry {
     pub groups: String,
     /// The user's API tokens.
     pub tokens: Vec<TokenEntry>,
+    /// 1: the user must have a TOTP second factor (Kiln extension).
+    #[serde(rename = "tfa-required", default)]
+    pub tfa_required: u8,
 }
 
 /// `GET /access/users/{userid}`.
@@ -48,6 +51,9 @@ pub struct UserDetail {
     pub groups: Vec<String>,
     /// API tokens by name.
     pub tokens: BTreeMap<String, TokenEntry>,
+    /// 1: the user must have a TOTP second factor (Kiln extension).
+    #[serde(rename = "tfa-required", default)]
+    pub tfa_required: u8,
 }
 
 /// `POST /access/users`.
@@ -72,6 +78,14 @@ pub struct UserCreate {
     pub comment: Option<String>,
     /// Groups, comma-separated.
     pub groups: Option<String>,
+    /// 1: the user must add a TOTP second factor before its session may do anything else
+    /// (Kiln extension; default 0).
+    #[serde(
+        rename = "tfa-required",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tfa_required: Option<u8>,
 }
 
 /// `PUT /access/users/{userid}`.
@@ -94,6 +108,14 @@ pub struct UserUpdate {
     pub groups: Option<String>,
     /// 1: add `groups` instead of replacing them.
     pub append: Option<u8>,
+    /// 1: the user must add a TOTP second factor before its session may do anything else
+    /// (Kiln extension).
+    #[serde(
+        rename = "tfa-required",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tfa_required: Option<u8>,
 }
 
 /// An entry of `GET /access/groups`.

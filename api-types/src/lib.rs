@@ -31,8 +31,16 @@ pub struct Envelope<T> {
 pub struct TicketRequest {
     /// User id with realm, e.g. `root@kiln`.
     pub username: String,
-    /// The password.
+    /// The password; in the second step of a login with a second factor, `totp:<code>` or
+    /// `recovery:<key>`.
     pub password: String,
+    /// The `ticket` of a `NeedTFA` answer, in the second step of a login.
+    #[serde(
+        rename = "tfa-challenge",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tfa_challenge: Option<String>,
 }
 
 pub mod access;
@@ -54,6 +62,24 @@ pub struct Ticket {
     /// `recovery:<key>` (Proxmox's flow).
     #[serde(rename = "NeedTFA", default, skip_serializing_if = "Option::is_none")]
     pub need_tfa: Option<u8>,
+    /// What the user must do before the session may do anything else (Kiln extension): until
+    /// then every other API call answers 403.
+    #[serde(
+        rename = "kiln-setup",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub setup: Option<SetupStep>,
+}
+
+/// A step a user must take after the password before its session is a normal one.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum SetupStep {
+    /// Replace a one-time or administrator-set password (`PUT /access/password`).
+    ChangePassword,
+    /// Add a TOTP second factor, which the account requires (`POST /access/tfa/{userid}`).
+    EnrolTfa,
 }
 
 /// The identity behind the current browser session, as the UI needs it.
@@ -65,6 +91,9 @@ pub struct SessionInfo {
     pub csrf_token: String,
     /// The cluster's name, for the top bar.
     pub cluster_name: String,
+    /// What the user must do before the session is a normal one, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<SetupStep>,
 }
 
 /// `GET /api2/json/version`.

@@ -3,7 +3,7 @@
 // VM, starts it and types into its console; ending the lab stops the VMs.
 import type { APIRequestContext, Browser, Locator, Page } from '@playwright/test';
 import { ADMIN_USER, expect, test, vmSupport } from '../harness';
-import { logIn, logInAs, watchConsole } from '../ui';
+import { logIn, logInAs, logInToSetup, watchConsole } from '../ui';
 
 const support = vmSupport();
 test.skip(support !== null && 'skip' in support, support !== null && 'skip' in support ? support.skip : '');
@@ -144,21 +144,20 @@ async function labTest(page: Page, browser: Browser, api: APIRequestContext, pas
   try {
     const student = await studentContext.newPage();
     const studentProblems = watchConsole(student);
-    await logInAs(student, 'hedy@kiln', hedyPassword);
+    // The one-time password must be replaced by one of the student's own before anything else.
+    await logInToSetup(student, 'hedy@kiln', hedyPassword, 'setup-password');
+    await expect(student.getByTestId('lab-home')).toHaveCount(0);
+    const form = student.getByTestId('password-form');
+    await form.getByTestId('password-current').fill(hedyPassword);
+    await form.getByTestId('password-new').fill('hedy-own-password');
+    await form.getByTestId('password-repeat').fill('hedy-own-password');
+    await form.getByTestId('password-submit').click();
+    await expect(student.getByTestId('console')).toHaveAttribute('data-ready', 'true');
     await expect(student.getByTestId('lab-home')).toBeVisible();
     await expect(student.getByTestId('tree-datacenter')).toHaveCount(0);
     await expect(student.getByTestId('create-vm')).toHaveCount(0);
     await expect(student.getByTestId('student-lab')).toHaveCount(1);
     await expect(student.getByTestId('labs-view')).toHaveCount(0);
-    // The one-time password is replaced by one of the student's own.
-    await student.getByTestId('change-password').click();
-    const dialog = student.getByTestId('password-dialog');
-    await dialog.getByTestId('password-current').fill(hedyPassword);
-    await dialog.getByTestId('password-new').fill('hedy-own-password');
-    await dialog.getByTestId('password-repeat').fill('hedy-own-password');
-    await dialog.getByTestId('password-submit').click();
-    await expect(dialog.getByTestId('password-changed')).toBeVisible();
-    await dialog.getByRole('button', { name: 'Done' }).click();
     const vm = student.getByTestId('student-vm');
     await expect(vm).toHaveCount(1);
     await expect(vm).toHaveAttribute('data-vmid', hedyVm ?? '');

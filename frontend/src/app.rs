@@ -7,6 +7,7 @@ use leptos_router::StaticSegment;
 
 use crate::pages::console::ConsolePage;
 use crate::pages::login::LoginPage;
+use crate::pages::setup::SetupPage;
 use crate::session::Auth;
 
 /// The HTML document around [`App`], rendered by the server for every page.
@@ -71,6 +72,7 @@ fn SessionGate() -> impl IntoView {
     view! {
         {move || auth.load_error().map(|e| view! { <div class="banner error" role="alert">{e}</div> })}
         {move || match user.get() {
+            Some(user) if user.setup.is_some() => view! { <SetupPage user/> }.into_any(),
             Some(user) => view! { <ConsolePage user/> }.into_any(),
             None => view! { <LoginPage/> }.into_any(),
         }}

@@ -5,7 +5,7 @@
 //! render and the hydrated page agree on "logged in or not"; [`Auth`] then layers the browser's
 //! own login/logout on top without another round trip.
 
-use kiln_api_types::{SessionInfo, Ticket};
+use kiln_api_types::{SessionInfo, SetupStep, Ticket};
 use leptos::prelude::*;
 use leptos::server_fn::codec::GetUrl;
 
@@ -30,6 +30,9 @@ pub struct UserSession {
     pub username: String,
     /// Sent as header `CSRFPreventionToken` on every state-changing request.
     pub csrf_token: String,
+    /// A step the user must take before the console opens (the server refuses everything
+    /// else until then).
+    pub setup: Option<SetupStep>,
 }
 
 impl From<&Ticket> for UserSession {
@@ -37,7 +40,19 @@ impl From<&Ticket> for UserSession {
         UserSession {
             username: ticket.username.clone(),
             csrf_token: ticket.csrf_prevention_token.clone(),
+            setup: ticket.setup,
         }
+    }
+}
+
+impl UserSession {
+    /// The logged-in user the server reported, if any.
+    fn from_info(info: SessionInfo) -> Option<Self> {
+        info.username.map(|username| UserSession {
+            username,
+            csrf_token: info.csrf_token,
+            setup: info.setup,
+        })
     }
 }
 
@@ -84,11 +99,7 @@ impl Auth {
         if let Some(changed) = self.changed.get() {
             return changed;
         }
-        let info = self.initial.get()?.ok()?;
-        info.username.map(|username| UserSession {
-            username,
-            csrf_token: info.csrf_token,
-        })
+        UserSession::from_info(self.initial.get()?.ok()?)
     }
 
     /// The CSRF token of the current session, without tracking (for requests).
@@ -126,6 +137,14 @@ impl Auth {
     pub fn logged_in(&self, ticket: &Ticket) {
         self.ended_reason.set(None);
         self.changed.set(Some(Some(UserSession::from(ticket))));
+    }
+
+    /// Asks the server again what the session may do (after a login step was taken): the
+    /// console opens once no step is left. Errors leave the state as it was.
+    pub async fn refresh(&self) -> Result<(), ServerFnError> {
+        let info = current_session().await?;
+        self.changed.set(Some(UserSession::from_info(info)));
+        Ok(())
     }
 
     /// Records the user's own logout.

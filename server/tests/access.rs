@@ -822,6 +822,182 @@ async fn a_totp_login_needs_the_second_factor_and_codes_and_recovery_keys_work_o
     );
 }
 
+#[tokio::test]
+async fn a_password_set_by_an_administrator_must_be_replaced_before_anything_else() {
+    let c = Cluster::start(ServerOptions::default()).await;
+    let root = c.login().await;
+    add_user(&root, "pat@kiln").await;
+    let set_by_admin = "given-by-admin-1";
+    ok(
+        &root,
+        "PUT",
+        "/api2/json/access/password",
+        json!({"userid": "pat@kiln", "password": set_by_admin,
+               "confirmation-password": harness::ADMIN_PASSWORD}),
+    )
+    .await;
+    let (code, body) = c.try_login("pat@kiln", set_by_admin).await;
+    assert_eq!(
+        (code, body["data"]["kiln-setup"].as_str()),
+        (200, Some("change-password")),
+        "{body}"
+    );
+    let pat = c.login_as("pat@kiln", set_by_admin).await;
+    let (code, refused) = pat.get("/api2/json/cluster/resources").await;
+    assert_eq!(code, 403, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("must change the password") && message.contains("/access/password"),
+        "{message}"
+    );
+    // Its own account stays readable; another user's password is out of reach.
+    assert_eq!(pat.get("/api2/json/access/users/pat@kiln").await.0, 200);
+    let other = json!({"userid": "root@kiln", "password": "whatever-123",
+                       "confirmation-password": set_by_admin});
+    assert_eq!(
+        pat.put("/api2/json/access/password", &other.to_string())
+            .await
+            .0,
+        403
+    );
+    let own = json!({"userid": "pat@kiln", "password": PASSWORD,
+                     "confirmation-password": set_by_admin});
+    ok(&pat, "PUT", "/api2/json/access/password", own).await;
+    // The same session is a normal one now, and so is the next login.
+    assert_eq!(pat.get("/api2/json/cluster/resources").await.0, 200);
+    let (code, body) = c.try_login("pat@kiln", PASSWORD).await;
+    assert_eq!(
+        (code, body["data"]["kiln-setup"].is_null()),
+        (200, true),
+        "{body}"
+    );
+    // Logging out is always allowed, even while restricted.
+    ok(
+        &root,
+        "PUT",
+        "/api2/json/access/password",
+        json!({"userid": "pat@kiln", "password": set_by_admin,
+               "confirmation-password": harness::ADMIN_PASSWORD}),
+    )
+    .await;
+    let pat = c.login_as("pat@kiln", set_by_admin).await;
+    assert_eq!(pat.delete("/api2/json/access/ticket").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_user_who_must_have_a_second_factor_may_only_enrol_one_until_it_has() {
+    use totp_rs::{Algorithm, Secret, TOTP};
+    let c = Cluster::start(ServerOptions::default()).await;
+    let root = c.login().await;
+    ok(
+        &root,
+        "POST",
+        "/api2/json/access/users",
+        json!({"userid": "tom@kiln", "password": PASSWORD, "tfa-required": 1}),
+    )
+    .await;
+    let (code, res) = root
+        .post(
+            "/api2/json/access/users",
+            &json!({"userid": "bad@kiln", "password": PASSWORD, "tfa-required": 2}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (code, res["errors"]["tfa-required"].is_string()),
+        (400, true),
+        "{res}"
+    );
+    let user = ok(
+        &root,
+        "GET",
+        "/api2/json/access/users/tom@kiln",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(user["tfa-required"], 1, "{user}");
+    let (code, body) = c.try_login("tom@kiln", PASSWORD).await;
+    assert_eq!(
+        (code, body["data"]["kiln-setup"].as_str()),
+        (200, Some("enrol-tfa")),
+        "{body}"
+    );
+    let tom = c.login_as("tom@kiln", PASSWORD).await;
+    let (code, refused) = tom.get("/api2/json/cluster/resources").await;
+    assert_eq!(code, 403, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("/access/tfa/tom@kiln"),
+        "{refused}"
+    );
+    // Recovery keys alone do not meet the requirement.
+    let path = "/api2/json/access/tfa/tom@kiln";
+    ok(
+        &tom,
+        "POST",
+        path,
+        json!({"type": "recovery", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(tom.get("/api2/json/cluster/resources").await.0, 403);
+    let totp = TOTP::new(
+        Algorithm::SHA1,
+        6,
+        1,
+        30,
+        Secret::Raw(rand_bytes()).to_bytes().unwrap(),
+        Some("Kiln".into()),
+        "tom@kiln".into(),
+    )
+    .unwrap();
+    ok(
+        &tom,
+        "POST",
+        path,
+        json!({"type": "totp", "totp": totp.get_url(),
+               "value": totp.generate_current().unwrap(), "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(tom.get("/api2/json/cluster/resources").await.0, 200);
+    let (code, body) = c.try_login("tom@kiln", PASSWORD).await;
+    assert_eq!(
+        (code, body["data"]["NeedTFA"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    // Without the TOTP (a lost phone) the requirement holds again, at once.
+    ok(
+        &root,
+        "DELETE",
+        "/api2/json/access/tfa/tom@kiln/totp",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(tom.get("/api2/json/cluster/resources").await.0, 403);
+
+    // Requiring a factor of a user without one restricts its open sessions at once.
+    add_user(&root, "una@kiln").await;
+    let una = c.login_as("una@kiln", PASSWORD).await;
+    assert_eq!(una.get("/api2/json/cluster/resources").await.0, 200);
+    ok(
+        &root,
+        "PUT",
+        "/api2/json/access/users/una@kiln",
+        json!({"tfa-required": 1}),
+    )
+    .await;
+    assert_eq!(una.get("/api2/json/cluster/resources").await.0, 403);
+    ok(
+        &root,
+        "PUT",
+        "/api2/json/access/users/una@kiln",
+        json!({"tfa-required": 0}),
+    )
+    .await;
+    assert_eq!(una.get("/api2/json/cluster/resources").await.0, 200);
+}
+
 /// The first step of tina's login: the challenge of a `NeedTFA` answer.
 async fn tfa_challenge(c: &Cluster) -> String {
     let (code, body) = c.try_login("tina@kiln", PASSWORD).await;

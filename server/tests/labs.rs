@@ -231,6 +231,18 @@ async fn a_lab_gives_each_student_a_vm_of_their_own_and_redeploy_adds_only_the_m
     let pw = |u: &str| accounts.iter().find(|(id, _)| id == u).unwrap().1.clone();
     let ada = c.login_as("ada@kiln", &pw("ada@kiln")).await;
     let bob = c.login_as("bob@kiln", &pw("bob@kiln")).await;
+    // A one-time password must be replaced before anything else.
+    let (code, refused) = ada.get("/api2/json/cluster/resources").await;
+    assert_eq!(code, 403, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("must change the password"),
+        "{refused}"
+    );
+    replace_password(&ada, "ada@kiln", &pw("ada@kiln")).await;
+    replace_password(&bob, "bob@kiln", &pw("bob@kiln")).await;
     let (ada_vm, bob_vm) = (vmid_of(&m, "ada@kiln"), vmid_of(&m, "bob@kiln"));
     let seen = ada.get("/api2/json/cluster/resources").await.1;
     let ids_seen: Vec<&str> = seen["data"]
@@ -390,7 +402,19 @@ async fn a_lab_gives_each_student_a_vm_of_their_own_and_redeploy_adds_only_the_m
         .collect();
     assert_eq!(left, ["lab1"]);
     assert_eq!(root.get("/api2/kiln/labs").await.1["data"], json!([]));
-    c.login_as("ada@kiln", &pw("ada@kiln")).await;
+    c.login_as("ada@kiln", NEW_PASSWORD).await;
+}
+
+/// What students replace their one-time passwords with.
+const NEW_PASSWORD: &str = "my-own-password-1";
+
+/// A student replaces its one-time password (its session is restricted until then).
+async fn replace_password(api: &Api, userid: &str, old: &str) {
+    let body = json!({"userid": userid, "password": NEW_PASSWORD, "confirmation-password": old});
+    let (code, res) = api
+        .put("/api2/json/access/password", &body.to_string())
+        .await;
+    assert_eq!(code, 200, "{res}");
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! "Password" in the top bar: change one's own password (a student replaces the one-time
-//! password from the lab's roster), confirmed with the current one, as Proxmox asks.
+//! "Password" in the top bar: change one's own password, confirmed with the current one, as
+//! Proxmox asks. The form alone also serves the first login with a one-time password.
 
 use kiln_api_types::access::PasswordChange;
 use leptos::prelude::*;
@@ -21,21 +21,23 @@ pub fn check_new_password(password: &str, repeated: &str) -> Option<String> {
     }
 }
 
-/// The dialog.
+/// The form: current password, the new one twice. `on_done` runs once the server took it.
 #[component]
-pub fn PasswordDialog(
+pub fn PasswordForm(
     /// The logged-in user.
     userid: String,
-    /// Closes the dialog.
+    /// Called after the password was changed.
     #[prop(into)]
-    on_close: Callback<()>,
+    on_done: Callback<()>,
+    /// Called by "Cancel" (no such button without it).
+    #[prop(optional, into)]
+    on_cancel: Option<Callback<()>>,
 ) -> impl IntoView {
     let api = Api::expect();
     let current = RwSignal::new(String::new());
     let new = RwSignal::new(String::new());
     let repeated = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
-    let done = RwSignal::new(false);
     let sending = RwSignal::new(false);
     let problem = Memo::new(move |_| {
         let (n, r) = (new.get(), repeated.get());
@@ -61,7 +63,7 @@ pub fn PasswordDialog(
                 .put_json::<serde_json::Value, _>("access/password", &request)
                 .await
             {
-                Ok(_) => done.set(true),
+                Ok(_) => on_done.run(()),
                 Err(e @ ApiError::Params { .. }) => {
                     let text = e
                         .param("confirmation-password")
@@ -75,6 +77,44 @@ pub fn PasswordDialog(
             sending.set(false);
         });
     };
+    view! {
+        <form class="wizard" data-testid="password-form" on:submit=submit novalidate>
+            <div class="form-grid">
+                <label for="pw-current">"Current password"</label>
+                <input id="pw-current" type="password" autocomplete="current-password" data-testid="password-current" bind:value=current/>
+                <label for="pw-new">"New password"</label>
+                <input id="pw-new" type="password" autocomplete="new-password" data-testid="password-new" bind:value=new/>
+                <label for="pw-repeat">"Repeat it"</label>
+                <div class="field">
+                    <input id="pw-repeat" type="password" autocomplete="new-password" data-testid="password-repeat" bind:value=repeated/>
+                    {move || problem.get().map(|p| view! { <span class="field-error">{p}</span> })}
+                </div>
+            </div>
+            {move || error.get().map(|e| view! { <div class="notice error" role="alert" data-testid="password-error">{e}</div> })}
+            <div class="dialog-buttons">
+                {on_cancel.map(|cancel| view! {
+                    <button type="button" class="button" on:click=move |_| cancel.run(())>
+                        "Cancel"
+                    </button>
+                })}
+                <button type="submit" class="button primary" data-testid="password-submit" disabled=move || sending.get()>
+                    "Change"
+                </button>
+            </div>
+        </form>
+    }
+}
+
+/// The dialog.
+#[component]
+pub fn PasswordDialog(
+    /// The logged-in user.
+    userid: String,
+    /// Closes the dialog.
+    #[prop(into)]
+    on_close: Callback<()>,
+) -> impl IntoView {
+    let done = RwSignal::new(false);
     view! {
         <Dialog title="Change password".to_owned() testid="password-dialog" on_close>
             <Show
@@ -90,28 +130,7 @@ pub fn PasswordDialog(
                     }
                 }
             >
-                <form class="wizard" on:submit=submit.clone() novalidate>
-                    <div class="form-grid">
-                        <label for="pw-current">"Current password"</label>
-                        <input id="pw-current" type="password" autocomplete="current-password" data-testid="password-current" bind:value=current/>
-                        <label for="pw-new">"New password"</label>
-                        <input id="pw-new" type="password" autocomplete="new-password" data-testid="password-new" bind:value=new/>
-                        <label for="pw-repeat">"Repeat it"</label>
-                        <div class="field">
-                            <input id="pw-repeat" type="password" autocomplete="new-password" data-testid="password-repeat" bind:value=repeated/>
-                            {move || problem.get().map(|p| view! { <span class="field-error">{p}</span> })}
-                        </div>
-                    </div>
-                    {move || error.get().map(|e| view! { <div class="notice error" role="alert" data-testid="password-error">{e}</div> })}
-                    <div class="dialog-buttons">
-                        <button type="button" class="button" on:click=move |_| on_close.run(())>
-                            "Cancel"
-                        </button>
-                        <button type="submit" class="button primary" data-testid="password-submit" disabled=move || sending.get()>
-                            "Change"
-                        </button>
-                    </div>
-                </form>
+                <PasswordForm userid=userid.clone() on_done=move |()| done.set(true) on_cancel=on_close/>
             </Show>
         </Dialog>
     }

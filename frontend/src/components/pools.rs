@@ -1,4 +1,4 @@
-//! Datacenter → Pools: each pool with its members and quota bars.
+//! Datacenter → Pools: each pool with its quota bars; add, edit (comment, quotas) and remove.
 
 use kiln_api_types::access::PoolEntry;
 use leptos::prelude::*;
@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use crate::api::Api;
 use crate::components::datacenter_view::{DatacenterTabs, DcTab};
 use crate::components::meter::Meter;
+use crate::components::pool_dialog::{PoolDialog, PoolEditing};
 use crate::format;
 
 const MIB: u64 = 1024 * 1024;
@@ -27,37 +28,54 @@ pub fn PoolsView(
     let api = Api::expect();
     let pools = RwSignal::new(Vec::<PoolEntry>::new());
     let error = RwSignal::new(None::<String>);
-    Effect::new(move || {
+    let editing = RwSignal::new(None::<PoolEditing>);
+    let reload = move || {
         leptos::task::spawn_local(async move {
             match api.get::<Vec<PoolEntry>>("pools").await {
-                Ok(list) => pools.set(list),
+                Ok(list) => {
+                    pools.set(list);
+                    error.set(None);
+                }
                 Err(e) => error.set(Some(format!("Could not load the pools: {e}"))),
             }
         });
-    });
+    };
+    Effect::new(reload);
 
     view! {
         <section class="summary" data-testid="pools-view">
             <DatacenterTabs tab/>
             <div class="summary-head">
                 <h2 class="summary-title">"Pools"</h2>
+                <button
+                    type="button"
+                    class="button primary"
+                    data-testid="pool-add"
+                    on:click=move |_| editing.set(Some(PoolEditing::New))
+                >
+                    "Add pool"
+                </button>
             </div>
             {move || error.get().map(|e| view! { <div class="notice error" role="alert">{e}</div> })}
             <Show when=move || pools.with(Vec::is_empty) && error.with(Option::is_none)>
-                <p class="tree-empty">"No pools you may see. Create one with POST /api2/json/pools."</p>
+                <p class="tree-empty">"No pools you may see. Add one."</p>
             </Show>
             <div class="cards">
-                <For each=move || pools.get() key=|p| (p.poolid.clone(), p.usage, p.quota) let:p>
-                    <PoolCard pool=p/>
+                <For each=move || pools.get() key=|p| format!("{p:?}") let:p>
+                    <PoolCard pool=p editing/>
                 </For>
             </div>
         </section>
+        {move || editing.get().map(|what| view! {
+            <PoolDialog what on_close=move |()| editing.set(None) on_done=move |()| reload()/>
+        })}
     }
 }
 
-/// One pool: its quota bars.
+/// One pool: its quota bars, "Edit" and "Remove".
 #[component]
-fn PoolCard(pool: PoolEntry) -> impl IntoView {
+fn PoolCard(pool: PoolEntry, editing: RwSignal<Option<PoolEditing>>) -> impl IntoView {
+    let (edit_pool, remove_id) = (pool.clone(), pool.poolid.clone());
     let (vms, vms_text) = quota(
         u64::from(pool.usage.vms),
         pool.quota.max_vms.map(u64::from),
@@ -87,7 +105,27 @@ fn PoolCard(pool: PoolEntry) -> impl IntoView {
     };
     view! {
         <div class="card" data-testid="pool" data-pool=pool.poolid.clone()>
-            <h3>{pool.poolid.clone()}</h3>
+            <div class="card-head">
+                <h3>{pool.poolid.clone()}</h3>
+                <div class="row-actions">
+                    <button
+                        type="button"
+                        class="button"
+                        data-testid="pool-edit"
+                        on:click=move |_| editing.set(Some(PoolEditing::Edit(edit_pool.clone())))
+                    >
+                        "Edit"
+                    </button>
+                    <button
+                        type="button"
+                        class="button danger"
+                        data-testid="pool-remove"
+                        on:click=move |_| editing.set(Some(PoolEditing::Remove(remove_id.clone())))
+                    >
+                        "Remove"
+                    </button>
+                </div>
+            </div>
             {(!pool.comment.is_empty()).then(|| view! { <p>{pool.comment.clone()}</p> })}
             <Meter label="VMs" fraction=Signal::derive(move || vms) text=Signal::derive(move || vms_text.clone())/>
             <Meter

@@ -10,6 +10,7 @@ use crate::components::lab_home::LabHome;
 use crate::components::node_summary::NodeSummary;
 use crate::components::password_dialog::PasswordDialog;
 use crate::components::tasks::{TaskPanel, TaskViewer};
+use crate::components::tfa::TfaDialog;
 use crate::components::tree::{ResourceTree, Selection};
 use crate::components::vm_view::VmView;
 use crate::components::vm_wizard::{CreateVm, CreateVmHost};
@@ -99,7 +100,9 @@ fn TopBar(
     let data = ClusterData::expect();
     let leaving = RwSignal::new(false);
     let changing_password = RwSignal::new(false);
+    let managing_tfa = RwSignal::new(false);
     let username = user.username.clone();
+    let tfa_user = user.username.clone();
     let create_vm = CreateVm::expect();
     // The wizard proposes the node the user is looking at.
     let create = move |_| {
@@ -166,6 +169,15 @@ fn TopBar(
             <button
                 type="button"
                 class="button"
+                data-testid="open-tfa"
+                disabled=move || !hydrated.get()
+                on:click=move |_| managing_tfa.set(true)
+            >
+                "Two-factor"
+            </button>
+            <button
+                type="button"
+                class="button"
                 data-testid="logout"
                 disabled=move || !hydrated.get() || leaving.get()
                 on:click=logout
@@ -175,6 +187,9 @@ fn TopBar(
         </header>
         <Show when=move || changing_password.get()>
             <PasswordDialog userid=username.clone() on_close=move |()| changing_password.set(false)/>
+        </Show>
+        <Show when=move || managing_tfa.get()>
+            <TfaDialog userid=tfa_user.clone() on_close=move |()| managing_tfa.set(false)/>
         </Show>
     }
 }

@@ -1,7 +1,8 @@
-//! Whole pages: the login form and the console.
+//! Whole pages: the login form, the first-login steps and the console.
 
 pub mod console;
 pub mod login;
+pub mod setup;
 
 use leptos::prelude::*;
 

@@ -42,6 +42,12 @@ pub struct UserInfo {
     pub comment: String,
     /// Groups the user belongs to.
     pub groups: BTreeSet<String>,
+    /// The user must have a TOTP second factor (see [`crate::access::setup`]).
+    pub tfa_required: bool,
+    /// The user must replace its password first (see [`crate::access::setup`]).
+    pub must_change_password: bool,
+    /// The user has a TOTP second factor.
+    pub has_totp: bool,
 }
 
 impl UserInfo {

@@ -12,6 +12,7 @@ pub mod ids;
 pub mod pools;
 pub mod privileges;
 pub mod roles;
+pub mod setup;
 pub mod tfa;
 pub mod tokens;
 
@@ -71,7 +72,10 @@ impl AccessStore {
 /// everybody out.
 pub fn build(rows: AccessRows) -> AccessControl {
     let mut ac = AccessControl::default();
+    let totp_users: std::collections::HashSet<&str> =
+        rows.totp_users.iter().map(String::as_str).collect();
     for u in rows.users {
+        let has_totp = totp_users.contains(u.userid.as_str());
         ac.add_user(UserInfo {
             userid: u.userid,
             enabled: u.enabled,
@@ -81,6 +85,9 @@ pub fn build(rows: AccessRows) -> AccessControl {
             email: u.email,
             comment: u.comment,
             groups: Default::default(),
+            tfa_required: u.tfa_required,
+            must_change_password: u.must_change_password,
+            has_totp,
         });
     }
     for (id, comment) in &rows.groups {

@@ -16,17 +16,28 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::params::MAX_BODY;
 use crate::access::check::{Caller, Check};
+use crate::access::setup::{self, DuringSetup, PendingSetup};
 use crate::auth::AuthUser;
 
-/// Evaluate `check` for the request, then run the handler.
-pub async fn enforce(check: &'static Check, req: Request, next: Next) -> Response {
-    match evaluate(check, req).await {
+/// Evaluate `check` (and, for a session with a login step still to take, `during_setup`) for
+/// the request, then run the handler.
+pub async fn enforce(
+    check: &'static Check,
+    during_setup: DuringSetup,
+    req: Request,
+    next: Next,
+) -> Response {
+    match evaluate(check, during_setup, req).await {
         Ok(req) => next.run(req).await,
         Err(e) => e.into_response(),
     }
 }
 
-async fn evaluate(check: &'static Check, req: Request) -> Result<Request, ApiError> {
+async fn evaluate(
+    check: &'static Check,
+    during_setup: DuringSetup,
+    req: Request,
+) -> Result<Request, ApiError> {
     if matches!(check, Check::Public) {
         return Ok(req);
     }
@@ -69,6 +80,16 @@ async fn evaluate(check: &'static Check, req: Request) -> Result<Request, ApiErr
     } else {
         body
     };
+    if let Some(PendingSetup(step)) = parts.extensions.get::<PendingSetup>().copied() {
+        let allowed = match during_setup {
+            DuringSetup::Refused => false,
+            DuringSetup::Allowed => true,
+            DuringSetup::OwnAccount => params.get("userid") == Some(&user.userid),
+        };
+        if !allowed {
+            return Err(ApiError::NotPermitted(setup::refusal(step, &user.userid)));
+        }
+    }
     let caller = Caller {
         userid: &user.userid,
         token: user.token.as_deref(),

@@ -13,6 +13,7 @@ use super::{
     access, audit, cluster, console, events, guard, ha, join, labs, migrate, nodes, pools, qemu,
     tasks, templates, version,
 };
+use crate::access::setup::DuringSetup;
 use crate::access::Check;
 use crate::access::Privilege::{self, *};
 use crate::state::AppState;
@@ -25,7 +26,17 @@ pub struct Route {
     pub path: &'static str,
     /// What the caller must hold; enforced before the handler.
     pub check: &'static Check,
+    /// Whether a session with a login step still to take may use it.
+    pub during_setup: DuringSetup,
     handler: MethodRouter<AppState>,
+}
+
+impl Route {
+    /// Open this route to sessions that still have a login step to take.
+    fn during_setup(mut self, access: DuringSetup) -> Self {
+        self.during_setup = access;
+        self
+    }
 }
 
 /// A route as printed by `kiln-server routes`.
@@ -37,6 +48,8 @@ pub struct RouteInfo {
     pub path: &'static str,
     /// The check.
     pub check: &'static Check,
+    /// Whether a session with a login step still to take may use it.
+    pub during_setup: DuringSetup,
 }
 
 macro_rules! method_fn {
@@ -50,6 +63,7 @@ macro_rules! method_fn {
                 method: Method::$method,
                 path,
                 check,
+                during_setup: DuringSetup::Refused,
                 handler: $routing(handler),
             }
         }
@@ -159,14 +173,15 @@ const LAB_ALLOCATE: Check = perm!("/pool/{labid}", &[PoolAllocate, VmAllocate]);
 /// Every API route.
 pub fn routes() -> Vec<Route> {
     vec![
-        get("/api2/json/version", &ANY_USER, version::get),
+        get("/api2/json/version", &ANY_USER, version::get).during_setup(DuringSetup::Allowed),
         // access
         post("/api2/json/access/ticket", &PUBLIC, access::ticket::login),
         delete(
             "/api2/json/access/ticket",
             &ANY_USER,
             access::ticket::logout,
-        ),
+        )
+        .during_setup(DuringSetup::Allowed),
         get("/api2/json/access/users", &ANY_USER, access::users::list),
         post(
             "/api2/json/access/users",
@@ -177,7 +192,8 @@ pub fn routes() -> Vec<Route> {
             "/api2/json/access/users/{userid}",
             &USER_READ,
             access::users::read,
-        ),
+        )
+        .during_setup(DuringSetup::OwnAccount),
         put(
             "/api2/json/access/users/{userid}",
             &USER_MODIFY,
@@ -267,22 +283,26 @@ pub fn routes() -> Vec<Route> {
             "/api2/json/access/password",
             &SELF_OR_USER_MODIFY,
             access::password::change,
-        ),
+        )
+        .during_setup(DuringSetup::OwnAccount),
         get(
             "/api2/json/access/tfa/{userid}",
             &USER_READ,
             access::tfa::list,
-        ),
+        )
+        .during_setup(DuringSetup::OwnAccount),
         post(
             "/api2/json/access/tfa/{userid}",
             &Check::SessionOnly { then: &SELF },
             access::tfa::add,
-        ),
+        )
+        .during_setup(DuringSetup::OwnAccount),
         delete(
             "/api2/json/access/tfa/{userid}/{id}",
             &SELF_OR_USER_MODIFY,
             access::tfa::remove,
-        ),
+        )
+        .during_setup(DuringSetup::OwnAccount),
         // pools
         get("/api2/json/pools", &ANY_USER, pools::list),
         post("/api2/json/pools", &POOL_ALLOCATE, pools::create),
@@ -502,6 +522,7 @@ pub fn table() -> Vec<RouteInfo> {
             method: r.method.to_string(),
             path: r.path,
             check: r.check,
+            during_setup: r.during_setup,
         })
         .collect()
 }
@@ -510,10 +531,10 @@ pub fn table() -> Vec<RouteInfo> {
 pub fn build() -> axum::Router<AppState> {
     let mut by_path: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
     for r in routes() {
-        let check = r.check;
+        let (check, during_setup) = (r.check, r.during_setup);
         let guarded = r.handler.route_layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
-                guard::enforce(check, req, next)
+                guard::enforce(check, during_setup, req, next)
             },
         ));
         let merged = match by_path.remove(r.path) {
@@ -554,6 +575,15 @@ mod tests {
                 assert!(
                     in_path || known_elsewhere,
                     "{} {}: check reads unknown parameter {p}",
+                    r.method,
+                    r.path
+                );
+            }
+            // A route open to a restricted session "on its own account" must read `userid`.
+            if r.during_setup == DuringSetup::OwnAccount {
+                assert!(
+                    r.check.params().contains(&"userid"),
+                    "{} {} is open during setup for the own account but reads no userid",
                     r.method,
                     r.path
                 );

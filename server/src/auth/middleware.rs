@@ -14,10 +14,12 @@ use tower_sessions::Session;
 
 use super::session::{self, CSRF_HEADER};
 use crate::access::check::Caller;
+use crate::access::setup::{self, PendingSetup};
 use crate::access::{tokens, AccessControl};
 use crate::api::error::ApiError;
 use crate::db::unix_now;
 use crate::state::AppState;
+use kiln_api_types::SetupStep;
 
 /// The authenticated caller, as handlers receive it. Extracting it from a request without a
 /// valid session or API token answers 401.
@@ -41,12 +43,16 @@ impl AuthUser {
     }
 
     /// The same caller judged by the current snapshot, or `None` if it may no longer act
-    /// (its user was disabled, expired or removed, or its token revoked or expired). Streams
-    /// that outlive their request (events, consoles) call this periodically.
+    /// (its user was disabled, expired or removed, or its token revoked or expired, or its
+    /// session now has a login step to take). Streams that outlive their request (events,
+    /// consoles) call this periodically.
     pub fn refreshed(&self, app: &AppState) -> Option<AuthUser> {
         let access = app.access.current();
         let now = unix_now();
         if !access.user(&self.userid).is_some_and(|u| u.usable(now)) {
+            return None;
+        }
+        if self.token.is_none() && pending_setup(&access, &self.userid).is_some() {
             return None;
         }
         if let Some(t) = &self.token {
@@ -130,6 +136,7 @@ pub async fn authenticate(
                     username: Some(format!("{userid}!{token}")),
                     csrf_token: String::new(),
                     cluster_name: app.cluster_name.clone(),
+                    setup: None,
                 });
                 req.extensions_mut().insert(AuthUser {
                     userid,
@@ -172,12 +179,19 @@ pub async fn authenticate(
             }
         }
     }
+    let setup = auth
+        .as_ref()
+        .and_then(|a| pending_setup(&access, &a.userid));
     let info = SessionInfo {
         username: auth.as_ref().map(|a| a.userid.clone()),
         csrf_token: auth.as_ref().map(|a| a.csrf.clone()).unwrap_or_default(),
         cluster_name: app.cluster_name.clone(),
+        setup,
     };
     req.extensions_mut().insert(info);
+    if let Some(step) = setup {
+        req.extensions_mut().insert(PendingSetup(step));
+    }
     if let Some(a) = auth {
         req.extensions_mut().insert(AuthUser {
             userid: a.userid,
@@ -186,6 +200,12 @@ pub async fn authenticate(
         });
     }
     next.run(req).await
+}
+
+/// The step a session of `userid` must take before it is a normal one (API tokens have none:
+/// they are made by a session that took its steps).
+pub fn pending_setup(access: &AccessControl, userid: &str) -> Option<SetupStep> {
+    access.user(userid).and_then(setup::pending)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AuthUser {

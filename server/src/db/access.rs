@@ -58,6 +58,8 @@ pub struct AccessRows {
     pub pools: Vec<PoolRecord>,
     /// Pool memberships: pool id and VM id.
     pub pool_members: Vec<(String, u32)>,
+    /// Users who have a TOTP second factor.
+    pub totp_users: Vec<String>,
 }
 
 fn pairs(rows: Vec<sqlx::sqlite::SqliteRow>) -> Vec<(String, String)> {
@@ -118,8 +120,17 @@ impl Db {
             .into_iter()
             .map(|r| (r.get("poolid"), r.get::<i64, _>("vmid") as u32))
             .collect();
+        let totp_users =
+            sqlx::query("SELECT userid FROM user_tfa WHERE id = 'totp' AND data != ''")
+                .fetch_all(p)
+                .await
+                .ctx(CTX)?
+                .into_iter()
+                .map(|r| r.get("userid"))
+                .collect();
         Ok(AccessRows {
             users: self.users().await?,
+            totp_users,
             groups: pairs(groups),
             members: pairs(members),
             roles: pairs(roles),

@@ -340,8 +340,9 @@ async fn insert_users(
     const CTX: &str = "creating accounts";
     for u in users {
         let done = sqlx::query(
-            "INSERT INTO users (userid, password_hash, enabled, expire, firstname, lastname, email, comment, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (userid) DO NOTHING",
+            "INSERT INTO users (userid, password_hash, enabled, expire, firstname, lastname, email, comment, \
+             tfa_required, must_change_password, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (userid) DO NOTHING",
         )
         .bind(&u.userid)
         .bind(&u.password_hash)
@@ -351,6 +352,8 @@ async fn insert_users(
         .bind(&u.lastname)
         .bind(&u.email)
         .bind(&u.comment)
+        .bind(i64::from(u.tfa_required))
+        .bind(i64::from(u.must_change_password))
         .bind(unix_now())
         .execute(&mut **tx)
         .await

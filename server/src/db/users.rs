@@ -23,9 +23,15 @@ pub struct UserRecord {
     pub email: String,
     /// Free text.
     pub comment: String,
+    /// The user must have a TOTP second factor before its session may do anything else.
+    pub tfa_required: bool,
+    /// The user must replace its password (a one-time or administrator-set one) first.
+    pub must_change_password: bool,
 }
 
-const COLUMNS: &str = "userid, password_hash, enabled, expire, firstname, lastname, email, comment";
+const COLUMNS: &str =
+    "userid, password_hash, enabled, expire, firstname, lastname, email, comment, \
+                       tfa_required, must_change_password";
 
 fn from_row(r: sqlx::sqlite::SqliteRow) -> UserRecord {
     UserRecord {
@@ -37,6 +43,8 @@ fn from_row(r: sqlx::sqlite::SqliteRow) -> UserRecord {
         lastname: r.get("lastname"),
         email: r.get("email"),
         comment: r.get("comment"),
+        tfa_required: r.get::<i64, _>("tfa_required") != 0,
+        must_change_password: r.get::<i64, _>("must_change_password") != 0,
     }
 }
 
@@ -76,8 +84,9 @@ impl Db {
     pub async fn insert_user(&self, u: &UserRecord, groups: &[String]) -> Result<bool, DbError> {
         let mut tx = self.pool.begin().await.ctx("creating a user")?;
         let done = sqlx::query(
-            "INSERT INTO users (userid, password_hash, enabled, expire, firstname, lastname, email, comment, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (userid) DO NOTHING",
+            "INSERT INTO users (userid, password_hash, enabled, expire, firstname, lastname, email, comment, \
+             tfa_required, must_change_password, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (userid) DO NOTHING",
         )
         .bind(&u.userid)
         .bind(&u.password_hash)
@@ -87,6 +96,8 @@ impl Db {
         .bind(&u.lastname)
         .bind(&u.email)
         .bind(&u.comment)
+        .bind(i64::from(u.tfa_required))
+        .bind(i64::from(u.must_change_password))
         .bind(unix_now())
         .execute(&mut *tx)
         .await
@@ -116,8 +127,8 @@ impl Db {
     ) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await.ctx("changing a user")?;
         sqlx::query(
-            "UPDATE users SET enabled = ?, expire = ?, firstname = ?, lastname = ?, email = ?, comment = ? \
-             WHERE userid = ?",
+            "UPDATE users SET enabled = ?, expire = ?, firstname = ?, lastname = ?, email = ?, comment = ?, \
+             tfa_required = ? WHERE userid = ?",
         )
         .bind(i64::from(u.enabled))
         .bind(u.expire)
@@ -125,6 +136,7 @@ impl Db {
         .bind(&u.lastname)
         .bind(&u.email)
         .bind(&u.comment)
+        .bind(i64::from(u.tfa_required))
         .bind(&u.userid)
         .execute(&mut *tx)
         .await
@@ -170,14 +182,23 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Replace a user's password hash; returns `false` if there is no such user.
-    pub async fn set_password_hash(&self, userid: &str, hash: &str) -> Result<bool, DbError> {
-        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE userid = ?")
-            .bind(hash)
-            .bind(userid)
-            .execute(&self.pool)
-            .await
-            .ctx("changing a password")?;
+    /// Replace a user's password hash, and whether the user must replace it in turn (a
+    /// password set by someone else); returns `false` if there is no such user.
+    pub async fn set_password_hash(
+        &self,
+        userid: &str,
+        hash: &str,
+        must_change: bool,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = ?, must_change_password = ? WHERE userid = ?",
+        )
+        .bind(hash)
+        .bind(i64::from(must_change))
+        .bind(userid)
+        .execute(&self.pool)
+        .await
+        .ctx("changing a password")?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -79,6 +79,9 @@ pub async fn accounts(entries: Vec<RosterEntry>, comment: &str) -> Result<Accoun
                 lastname: e.lastname.clone(),
                 email: e.email.clone(),
                 comment,
+                tfa_required: false,
+                // A one-time password: the student replaces it at the first login.
+                must_change_password: true,
             };
             let handout = LabAccount {
                 userid: e.userid,

@@ -2,12 +2,6 @@
 //! shown before anything is sent), the node-priority list of a node-affinity rule, and the
 //! split of the server's per-field errors into the fields the form shows and the rest.
 
-use std::collections::BTreeMap;
-
-use leptos::prelude::*;
-
-use crate::api::ApiError;
-
 /// Most restarts or relocations a resource may have (the server's limit).
 pub const MAX_COUNT: u32 = 10;
 /// Highest node priority in a node-affinity rule (the server's limit).
@@ -118,50 +112,7 @@ pub fn resources_param(chosen: &[String], at_least: usize) -> Result<String, Str
     Ok(chosen.join(","))
 }
 
-/// The server's refusal split for a form: per-field messages for the fields in `shown`,
-/// and one general line for everything else (other fields, or a refusal without fields).
-pub fn split_refusal(
-    error: ApiError,
-    shown: &[&str],
-    what: &str,
-) -> (BTreeMap<String, String>, Option<String>) {
-    match error {
-        ApiError::Params { message, errors } => {
-            let other: Vec<String> = errors
-                .iter()
-                .filter(|(k, _)| !shown.contains(&k.as_str()))
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect();
-            let general = if other.is_empty() {
-                format!("{what} refused ({message}): see the marked fields.")
-            } else {
-                format!("{what} refused ({message}): {}", other.join("; "))
-            };
-            (errors, Some(general))
-        }
-        other => (BTreeMap::new(), Some(format!("{what} failed: {other}"))),
-    }
-}
-
-/// The error line under a field, when it has one (`data-testid` = `testid`).
-#[component]
-pub fn FieldError(
-    /// Test hook of the message.
-    testid: String,
-    /// The message.
-    #[prop(into)]
-    message: Signal<Option<String>>,
-) -> impl IntoView {
-    move || {
-        message.get().map(|m| {
-            view! {
-                <span class="field-error" role="alert" data-testid=testid.clone()>
-                    {m}
-                </span>
-            }
-        })
-    }
-}
+pub use crate::components::form::{split_refusal, FieldError};
 
 #[cfg(test)]
 mod tests {
@@ -219,40 +170,5 @@ mod tests {
         assert!(resources_param(&[], 1)
             .unwrap_err()
             .contains("at least one"));
-    }
-
-    #[test]
-    fn refusals_are_split_into_shown_fields_and_the_rest() {
-        let errors: BTreeMap<String, String> = [
-            ("nodes".to_owned(), "no node 'nx'".to_owned()),
-            ("digest".to_owned(), "stale".to_owned()),
-        ]
-        .into();
-        let (fields, general) = split_refusal(
-            ApiError::Params {
-                message: "invalid parameters".into(),
-                errors: errors.clone(),
-            },
-            &["nodes"],
-            "Saving the rule",
-        );
-        assert_eq!(fields, errors);
-        assert_eq!(
-            general.as_deref(),
-            Some("Saving the rule refused (invalid parameters): digest: stale")
-        );
-        let (fields, general) = split_refusal(
-            ApiError::Server {
-                status: 409,
-                message: "exists".into(),
-            },
-            &["nodes"],
-            "Saving the rule",
-        );
-        assert!(fields.is_empty());
-        assert_eq!(
-            general.as_deref(),
-            Some("Saving the rule failed: exists (HTTP 409)")
-        );
     }
 }

@@ -13,7 +13,7 @@ use crate::auth::AuthUser;
 use crate::state::AppState;
 
 /// Change a password: one's own, or (with `User.Modify` over the user's groups) another
-/// user's. The caller confirms with its own current password, so a stolen session alone
+/// user's, who must then replace it at its next login. The caller confirms with its own current password, so a stolen session alone
 /// cannot take an account over. Only root changes root's password.
 pub async fn change(
     State(app): State<AppState>,
@@ -43,9 +43,18 @@ pub async fn change(
         ));
     }
     let new_hash = hash(req.password).await?;
-    if !app.db.set_password_hash(target.as_str(), &new_hash).await? {
+    // A password someone else set is known to them: its owner must replace it at the next
+    // login (see `access::setup`). Replacing one's own lifts that requirement.
+    let must_change = target.as_str() != user.userid;
+    let lock = app.access.lock().await;
+    if !app
+        .db
+        .set_password_hash(target.as_str(), &new_hash, must_change)
+        .await?
+    {
         return Err(ApiError::NotFound(format!("user {target} does not exist")));
     }
+    app.access.reload(&app.db, &lock).await?;
     tracing::info!(by = %user.userid, "changed the password of {target}");
     Ok(ok(()))
 }

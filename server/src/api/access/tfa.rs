@@ -84,7 +84,10 @@ pub async fn add(
                     "this is not the current code of that TOTP; check the authenticator's clock",
                 )
             })?;
+            // The snapshot knows who has a TOTP (a required second factor is met by one).
+            let lock = app.access.lock().await;
             app.db.set_tfa(&userid, "totp", &url, step).await?;
+            app.access.reload(&app.db, &lock).await?;
             tracing::info!(user = %userid, "TOTP second factor added");
             Ok(ok(TfaAdded {
                 id: "totp".into(),
@@ -119,11 +122,13 @@ pub async fn remove(
     if !matches!(id.as_str(), "totp" | "recovery") {
         return Err(ApiError::param("id", "totp or recovery"));
     }
+    let lock = app.access.lock().await;
     if !app.db.delete_tfa(&userid, &id).await? {
         return Err(ApiError::NotFound(format!(
             "{userid} has no {id} second factor"
         )));
     }
+    app.access.reload(&app.db, &lock).await?;
     tracing::info!(by = %user.auth_id(), "removed the {id} second factor of {userid}");
     Ok(ok(()))
 }

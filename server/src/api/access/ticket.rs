@@ -12,6 +12,7 @@ use kiln_api_types::access::NoParams;
 use crate::access::tfa;
 use crate::api::error::{ok, ApiError, ApiResult};
 use crate::api::params::{Body, Query};
+use crate::auth::middleware::pending_setup;
 use crate::auth::password::{dummy_hash, verify_password};
 use crate::auth::{session, AuthUser};
 use crate::db::unix_now;
@@ -103,17 +104,26 @@ pub async fn login(
             cap: serde_json::json!({}),
             username: userid,
             need_tfa: Some(1),
+            setup: None,
         }));
     }
     app.login_limiter.record_success(&userid);
     let (ticket, auth) = session::establish(&session, &userid, &app.session_policy).await?;
-    tracing::info!(user = %userid, rhost = %ip, "successful login");
+    let access = app.access.current();
+    let setup = pending_setup(&access, &userid);
+    match setup {
+        Some(step) => {
+            tracing::info!(user = %userid, rhost = %ip, "successful login, restricted until {step:?}")
+        }
+        None => tracing::info!(user = %userid, rhost = %ip, "successful login"),
+    }
     Ok(ok(Ticket {
         ticket,
         csrf_prevention_token: auth.csrf,
-        cap: super::permissions::capabilities(&app.access.current(), &userid, None),
+        cap: super::permissions::capabilities(&access, &userid, None),
         username: userid,
         need_tfa: None,
+        setup,
     }))
 }
 

@@ -77,6 +77,7 @@ fn entry(ac: &AccessControl, u: &UserInfo) -> UserEntry {
         comment: u.comment.clone(),
         groups: u.groups.iter().cloned().collect::<Vec<_>>().join(","),
         tokens: tokens(ac, &u.userid),
+        tfa_required: u8::from(u.tfa_required),
     }
 }
 
@@ -157,6 +158,8 @@ pub async fn create(
         lastname: text(req.lastname, "lastname", 128)?.unwrap_or_default(),
         email: email_param(req.email)?.unwrap_or_default(),
         comment: text(req.comment, "comment", 1024)?.unwrap_or_default(),
+        tfa_required: flag(req.tfa_required, "tfa-required", false)?,
+        must_change_password: false,
     };
     let lock = app.access.lock().await;
     if !app.db.insert_user(&record, &groups).await? {
@@ -191,6 +194,7 @@ pub async fn read(user: AuthUser, Path(userid): Path<String>) -> ApiResult<UserD
             .into_iter()
             .map(|t| (t.tokenid.clone(), t))
             .collect(),
+        tfa_required: u8::from(u.tfa_required),
     }))
 }
 
@@ -234,6 +238,10 @@ pub async fn update(
     );
     let email = email_param(req.email)?;
     let comment = text(req.comment, "comment", 1024)?;
+    let tfa_required = req
+        .tfa_required
+        .map(|_| flag(req.tfa_required, "tfa-required", false))
+        .transpose()?;
     let lock = app.access.lock().await;
     let mut record = app
         .db
@@ -252,6 +260,7 @@ pub async fn update(
     record.lastname = lastname.unwrap_or(record.lastname);
     record.email = email.unwrap_or(record.email);
     record.comment = comment.unwrap_or(record.comment);
+    record.tfa_required = tfa_required.unwrap_or(record.tfa_required);
     let groups = new_groups.map(|g| {
         if append {
             current_groups.into_iter().chain(g).collect::<Vec<_>>()
