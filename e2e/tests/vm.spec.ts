@@ -112,6 +112,27 @@ test('create a VM in the wizard, start it, use its console, stop it and remove i
   await page.getByTestId('vm-action-stop').click();
   await expect(entry).toHaveAttribute('data-status', 'stopped', { timeout: 30_000 });
 
+  // Clone the stopped VM to another node: a free id is proposed, the name is checked as typed.
+  await page.getByTestId('vm-clone').click();
+  const clone = page.getByTestId('clone-dialog');
+  await expect(clone.getByTestId('clone-newid')).toHaveValue(/^\d+$/);
+  const cloneId = await clone.getByTestId('clone-newid').inputValue();
+  expect(cloneId).not.toBe(vmid);
+  await clone.getByTestId('clone-name').fill('bad_name');
+  await expect(clone.getByTestId('clone-name-error')).toContainText("'_'");
+  await expect(clone.getByTestId('clone-confirm')).toBeDisabled();
+  await clone.getByTestId('clone-name').fill('e2e-clone');
+  await clone.getByTestId('clone-target').selectOption('n2');
+  await clone.getByTestId('clone-confirm').click();
+  await expect(clone).toHaveCount(0);
+  await expect(viewer).toContainText(`qmclone ${vmid}`);
+  await expect(viewer.getByTestId('task-log-status')).toHaveText('OK', { timeout: 30_000 });
+  await page.keyboard.press('Escape');
+  const cloned = treeVm(page, cloneId);
+  await expect(page.locator('[data-testid="tree-node"][data-node="n2"]').getByTestId('tree-vm')).toHaveCount(1);
+  await expect(cloned).toHaveAttribute('data-status', 'stopped');
+  await expect(cloned).toContainText(`${cloneId} (e2e-clone)`);
+
   // Remove: only after typing the VM id.
   await page.getByTestId('vm-remove').click();
   const confirm = page.getByTestId('vm-remove-dialog');

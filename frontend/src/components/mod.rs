@@ -1,6 +1,7 @@
 //! Building blocks of the console, one concern per file.
 
 pub mod banner;
+pub mod clone_dialog;
 pub mod datacenter;
 pub mod datacenter_view;
 pub mod dialog;

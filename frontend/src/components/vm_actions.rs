@@ -1,10 +1,11 @@
-//! The VM view's action buttons (Start … Resume, Migrate, Template, Remove), each enabled by
-//! the VM's state (a template never starts), the Remove confirmation that asks for the VM id,
-//! as Proxmox does, and the Template confirmation.
+//! The VM view's action buttons (Start … Resume, Migrate, Clone, Template, Remove), each
+//! enabled by the VM's state (a template never starts), the Remove confirmation that asks
+//! for the VM id, as Proxmox does, and the Template confirmation.
 
 use leptos::prelude::*;
 
 use crate::api::Api;
+use crate::components::clone_dialog::CloneDialog;
 use crate::components::dialog::Dialog;
 use crate::components::migrate_dialog::MigrateDialog;
 use crate::components::tree::Selection;
@@ -36,6 +37,7 @@ pub fn VmToolbar(
     let removing = RwSignal::new(false);
     let migrating = RwSignal::new(false);
     let templating = RwSignal::new(false);
+    let cloning = RwSignal::new(false);
     let idle = move || {
         busy.with(Option::is_none) && lock.with(Option::is_none) && node.with(Option::is_some)
     };
@@ -94,6 +96,16 @@ pub fn VmToolbar(
             <button
                 type="button"
                 class="button"
+                data-testid="vm-clone"
+                disabled=move || !(idle() && (template.get() || state.get() == VmState::Stopped))
+                title="Make a new VM from this one (a template, or a stopped VM)"
+                on:click=move |_| cloning.set(true)
+            >
+                "Clone"
+            </button>
+            <button
+                type="button"
+                class="button"
                 data-testid="vm-template"
                 disabled=move || !(idle() && !template.get() && state.get() == VmState::Stopped)
                 title="Make the VM a template: it can be cloned (e.g. for a lab) but never started again"
@@ -128,6 +140,12 @@ pub fn VmToolbar(
             migrating
                 .get()
                 .then(|| view! { <MigrateDialog vmid node on_close=move |()| migrating.set(false)/> })
+        }}
+        {move || {
+            let node = node.get()?;
+            cloning
+                .get()
+                .then(|| view! { <CloneDialog vmid node on_close=move |()| cloning.set(false)/> })
         }}
         <Show when=move || templating.get()>
             <TemplateDialog vmid node on_close=move |()| templating.set(false)/>
