@@ -129,7 +129,7 @@ test('create a VM in the wizard, start it, use its console, stop it and remove i
   await expect(viewer.getByTestId('task-log-status')).toHaveText('OK', { timeout: 30_000 });
   await page.keyboard.press('Escape');
   const cloned = treeVm(page, cloneId);
-  await expect(page.locator('[data-testid="tree-node"][data-node="n2"]').getByTestId('tree-vm')).toHaveCount(1);
+  await expect(page.locator('[data-testid="tree-node"][data-node="n2"]').locator(`[data-testid="tree-vm"][data-vmid="${cloneId}"]`)).toHaveCount(1);
   await expect(cloned).toHaveAttribute('data-status', 'stopped');
   await expect(cloned).toContainText(`${cloneId} (e2e-clone)`);
 
