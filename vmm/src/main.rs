@@ -18,7 +18,7 @@ use kiln_vmm::lease::Lease;
 use kiln_vmm::migration::protocol::Token;
 use kiln_vmm::migration::receive;
 use kiln_vmm::migration::tls::TlsFiles;
-use kiln_vmm::migration::transport::Listener;
+use kiln_vmm::migration::transport::{Listener, TlsListen};
 use kiln_vmm::state::StopReason;
 use kiln_vmm::vm::{Vm, VmConfig};
 
@@ -178,6 +178,7 @@ fn run() -> anyhow::Result<i32> {
         }
         None => None,
     };
+    let tls = tls.map(|config| TlsListen { config, token });
     let listener = match &args.migrate_receive {
         Some(listen) => Some(
             Listener::bind(listen, tls)
@@ -209,8 +210,7 @@ fn run() -> anyhow::Result<i32> {
         .serve(shared.clone(), in_flight.clone(), lease)
         .context("cannot start the control socket thread")?;
     if let Some(listener) = listener {
-        receive::serve(listener, shared.clone(), token)
-            .context("cannot start the migration receiver")?;
+        receive::serve(listener, shared.clone()).context("cannot start the migration receiver")?;
     }
 
     for signal in [libc::SIGTERM, libc::SIGINT] {

@@ -203,7 +203,7 @@ fn a_wrong_token_or_the_wrong_node_leaves_the_vm_on_the_source() {
     let _console = source.console();
 
     // The target is n2, but the source expected n3: the source refuses it.
-    let (_target, listen) = start_target(&dir, &n2, "token-2", 64);
+    let (target, listen) = start_target(&dir, &n2, "token-2", 64);
     let wrong_node = send(
         &source,
         &listen,
@@ -224,17 +224,32 @@ fn a_wrong_token_or_the_wrong_node_leaves_the_vm_on_the_source() {
         MigrateTls {
             server_name: "n2".into(),
             token: "guessed".into(),
-            identity: n1,
+            identity: n1.clone(),
         },
     );
     assert_eq!(bad_token.phase, MigrationPhase::Failed, "{bad_token:?}");
     let why = bad_token.error.unwrap_or_default();
-    assert!(why.contains("token"), "{why}");
+    assert!(why.contains("token does not match"), "{why}");
     assert_eq!(
         source.control().status().expect("status").state,
         VmState::Running,
         "the VM keeps running on the source"
     );
+    // The target turned both away and still waits for the real source.
+    assert_eq!(
+        target.control().status().expect("target").state,
+        VmState::Paused
+    );
+    let moved = send(
+        &source,
+        &listen,
+        MigrateTls {
+            server_name: "n2".into(),
+            token: "token-2".into(),
+            identity: n1,
+        },
+    );
+    assert_eq!(moved.phase, MigrationPhase::Completed, "{moved:?}");
 }
 
 /// Figures for one large guest over mutual TLS on loopback (not run by default):

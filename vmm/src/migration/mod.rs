@@ -10,7 +10,8 @@
 //! - [`receive`]: the target (`kiln-vmm --migrate-receive`): a paused VM without a guest
 //!   image that takes memory and state and resumes on commit.
 //! - [`transport`]: Unix socket or TCP streams, and [`tls`]: mutual TLS between nodes,
-//!   spoken by kiln-vmm itself (no agent relays the stream).
+//!   spoken by kiln-vmm itself (no agent relays the stream), opened by an HTTP/1.1 upgrade
+//!   ([`upgrade`]) that carries the one-time token.
 //!
 //! Safety rules. The target runs the VM only on a commit: the source's `Commit` frame (two
 //! VMMs alone) or `migrate_commit` (a cluster, whose server records the new owner first). The
@@ -30,6 +31,7 @@ pub mod send;
 pub mod state;
 pub mod tls;
 pub mod transport;
+pub mod upgrade;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};

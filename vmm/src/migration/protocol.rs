@@ -243,13 +243,10 @@ pub struct MigrationConfig {
     pub boot_image: Option<String>,
     /// kiln-vmm version of the source.
     pub vmm_version: String,
-    /// Between nodes: the one-time token the target's agent issued for this migration.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<Token>,
 }
 
 /// A one-time migration token: random text the target's node agent issues and the source
-/// presents. Never shown in `Debug` output; compared in constant time.
+/// presents in the stream's HTTP upgrade ([`super::upgrade`]). Never shown in `Debug` output; compared in constant time.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Token(pub String);

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend as _, GuestMemoryRegion};
 
 use super::protocol::{
-    self as wire, AbortReason, FrameKind, MigrationConfig, ResumeReport, StreamError, Token,
-    PAGE_SIZE,
+    self as wire, AbortReason, FrameKind, MigrationConfig, ResumeReport, StreamError, PAGE_SIZE,
 };
 use super::transport::{AcceptError, Listener, MigrationStream};
 use super::{state, Decision, MigrationError};
@@ -29,14 +28,9 @@ pub const ACCEPT_WAIT: Duration = Duration::from_secs(60);
 /// Wait for one source on `listener` (on a thread) and receive the VM. On failure the VM
 /// is stopped with [`StopReason::IncomingMigrationFailed`].
 ///
-/// With a `token`, the source's config must carry the same one (the target's agent hands it
-/// to the source's); connections that fail the TLS handshake are refused and the listener
-/// goes on waiting, until [`ACCEPT_WAIT`] has passed without a source.
-pub fn serve(
-    listener: Listener,
-    vm: Arc<VmShared>,
-    token: Option<Token>,
-) -> Result<(), MigrationError> {
+/// Connections that fail the TLS handshake or the upgrade (a wrong token) are refused and the
+/// listener goes on waiting, until [`ACCEPT_WAIT`] has passed without a source.
+pub fn serve(listener: Listener, vm: Arc<VmShared>) -> Result<(), MigrationError> {
     std::thread::Builder::new()
         .name("migrate-recv".into())
         .spawn(move || {
@@ -74,7 +68,7 @@ pub fn serve(
                 error: None,
             });
             let t0 = Instant::now();
-            match receive(&mut stream, &vm, token.as_ref()) {
+            match receive(&mut stream, &vm) {
                 Ok(report) => {
                     vm.migration().update(|s| {
                         s.phase = MigrationPhase::Completed;
@@ -204,7 +198,6 @@ fn apply_memory(vm: &VmShared, payload: &[u8]) -> Result<(), MigrationError> {
 fn receive(
     stream: &mut Box<dyn MigrationStream>,
     vm: &Arc<VmShared>,
-    token: Option<&Token>,
 ) -> Result<ResumeReport, MigrationError> {
     if let Err(e) = wire::read_header(stream) {
         return Err(match e {
@@ -227,14 +220,6 @@ fn receive(
     let config: MigrationConfig = first
         .json("config")
         .map_err(MigrationError::stream("the config"))?;
-    if let Some(expected) = token {
-        if config.token.as_ref().is_none_or(|t| !t.matches(expected)) {
-            return Err(refuse(
-                stream,
-                "the migration token does not match the one this target's node agent issued; start the migration through the node agents".into(),
-            ));
-        }
-    }
     if let Err(message) = check_config(vm, &config) {
         return Err(refuse(stream, message));
     }

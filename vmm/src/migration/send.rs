@@ -9,7 +9,7 @@ use super::dirty::{DirtyLog, PageSet};
 use super::pace::{RateLimiter, Throttle};
 use super::pages::{FrameBuilder, Untouched};
 use super::protocol::{
-    self as wire, AbortReason, FrameKind, MigrationConfig, ResumeReport, Token, PAGE_SIZE,
+    self as wire, AbortReason, FrameKind, MigrationConfig, ResumeReport, PAGE_SIZE,
 };
 use super::tls::MigrateTls;
 use super::transport::{self, MigrationStream};
@@ -202,7 +202,12 @@ impl Source<'_> {
     fn migrate(&mut self, throttle: &Throttle) -> Result<Completed, MigrationError> {
         let to = self.opts.to.clone();
         let mut stream = transport::connect(&to, self.opts.tls.as_ref()).map_err(|source| {
-            if super::tls::is_tls_error(&source) {
+            let refused = source
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<super::upgrade::UpgradeError>());
+            if let Some(super::upgrade::UpgradeError::Refused { reason, .. }) = refused {
+                MigrationError::Refused(reason.clone())
+            } else if super::tls::is_tls_error(&source) {
                 MigrationError::Tls { to, source }
             } else {
                 MigrationError::Connect { to, source }
@@ -243,7 +248,6 @@ impl Source<'_> {
                 .as_ref()
                 .map(|b| b.kernel().display().to_string()),
             vmm_version: env!("CARGO_PKG_VERSION").to_string(),
-            token: self.opts.tls.as_ref().map(|t| Token(t.token.clone())),
         };
         wire::write_header(stream).map_err(MigrationError::stream("the header"))?;
         self.bytes += wire::write_json(stream, FrameKind::Config, &mig_config)

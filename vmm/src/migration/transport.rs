@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use rustls::ServerConfig;
 
+use super::protocol::Token;
 use super::tls::{self, MigrateTls};
+use super::upgrade;
 
 /// A migration stream: a socket that can be read on one thread while another writes, and
 /// shut down from either.
@@ -56,7 +58,16 @@ pub fn connect(to: &str, tls: Option<&MigrateTls>) -> std::io::Result<Box<dyn Mi
         let s = TcpStream::connect(to)?;
         tcp_options(&s)?;
         Ok(match tls {
-            Some(settings) => Box::new(tls::connect(s, settings)?),
+            Some(settings) => {
+                let mut stream = tls::connect(s, settings)?;
+                upgrade::request(
+                    &mut stream,
+                    &settings.server_name,
+                    &Token(settings.token.clone()),
+                )
+                .map_err(std::io::Error::other)?;
+                Box::new(stream)
+            }
             None => Box::new(s),
         })
     } else if tls.is_some() {
@@ -87,8 +98,8 @@ pub enum AcceptError {
     /// Accepting failed.
     #[error("cannot accept a connection: {0}")]
     Io(#[from] std::io::Error),
-    /// A connection came but failed the TLS handshake (not a cluster member, wrong
-    /// protocol): the listener goes on waiting for the real source.
+    /// A connection came but failed the TLS handshake or the upgrade (not a cluster member,
+    /// wrong protocol, wrong token): the listener goes on waiting for the real source.
     #[error("refused a migration connection from {peer}: {source}")]
     Handshake {
         /// Who connected.
@@ -105,18 +116,26 @@ pub enum Listener {
     Unix(UnixListener, PathBuf),
     /// TCP.
     Tcp(TcpListener),
-    /// Mutual TLS over TCP.
-    Tls(TcpListener, Arc<ServerConfig>),
+    /// Mutual TLS over TCP, opened by an HTTP upgrade that must carry the token (if any).
+    Tls(TcpListener, Arc<ServerConfig>, Option<Token>),
+}
+
+/// What a mutual-TLS listener needs: its configuration and the token sources must present.
+pub struct TlsListen {
+    /// The server configuration (this node's certificate, the cluster CA for clients).
+    pub config: Arc<ServerConfig>,
+    /// The one-time token (`None`: any cluster member may migrate here).
+    pub token: Option<Token>,
 }
 
 impl Listener {
     /// Listen on `addr` (a stale Unix socket file is replaced); with `tls`, a TCP address
     /// whose connections must complete a mutual-TLS handshake.
-    pub fn bind(addr: &str, tls: Option<Arc<ServerConfig>>) -> std::io::Result<Listener> {
+    pub fn bind(addr: &str, tls: Option<TlsListen>) -> std::io::Result<Listener> {
         if is_tcp(addr) {
             let listener = bind_tcp(addr)?;
             return Ok(match tls {
-                Some(config) => Listener::Tls(listener, config),
+                Some(TlsListen { config, token }) => Listener::Tls(listener, config, token),
                 None => Listener::Tcp(listener),
             });
         }
@@ -137,7 +156,7 @@ impl Listener {
     pub fn local_addr(&self) -> Option<String> {
         match self {
             Listener::Unix(..) => None,
-            Listener::Tcp(l) | Listener::Tls(l, _) => l.local_addr().ok().map(|a| a.to_string()),
+            Listener::Tcp(l) | Listener::Tls(l, ..) => l.local_addr().ok().map(|a| a.to_string()),
         }
     }
 
@@ -148,7 +167,7 @@ impl Listener {
     ) -> Result<(Box<dyn MigrationStream>, String), AcceptError> {
         let fd = match self {
             Listener::Unix(l, _) => l.as_raw_fd(),
-            Listener::Tcp(l) | Listener::Tls(l, _) => l.as_raw_fd(),
+            Listener::Tcp(l) | Listener::Tls(l, ..) => l.as_raw_fd(),
         };
         let left = deadline.saturating_duration_since(Instant::now());
         if !readable_within(fd, left)? {
@@ -166,13 +185,18 @@ impl Listener {
                 tcp_options(&s)?;
                 Ok((Box::new(s), peer.to_string()))
             }
-            Listener::Tls(l, config) => {
+            Listener::Tls(l, config, token) => {
                 let (s, peer) = l.accept()?;
                 let peer = peer.to_string();
                 // A silent peer must not hold the listener for long.
                 s.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
                 let stream = tls::accept(s, config.clone())
-                    .and_then(|stream| stream.set_timeouts(IO_TIMEOUT).map(|()| stream))
+                    .and_then(|mut stream| {
+                        upgrade::accept(&mut stream, token.as_ref())
+                            .map_err(std::io::Error::other)?;
+                        stream.set_timeouts(IO_TIMEOUT)?;
+                        Ok(stream)
+                    })
                     .map_err(|source| AcceptError::Handshake {
                         peer: peer.clone(),
                         source,
