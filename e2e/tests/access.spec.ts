@@ -44,6 +44,16 @@ test('Permissions lists users, groups and ACL entries; Pools shows quota bars', 
   await expect(pool).toContainText('0 of 4 vCPUs');
   await expect(pool.getByRole('meter', { name: 'Running vCPUs' })).toHaveAttribute('aria-valuenow', '0');
 
+  // The audit log shows who made those changes, newest first, and filters by caller.
+  await page.getByTestId('dc-tab-audit').click();
+  const audit = page.getByTestId('audit-table');
+  await expect(audit).toContainText('/api2/json/access/acl');
+  await expect(audit).toContainText('/api2/json/pools');
+  await expect(audit.getByTestId('audit-row').filter({ hasText: '/api2/json/access/acl' })).toContainText(ADMIN_USER);
+  await page.getByTestId('audit-user').fill('ada@kiln');
+  await page.getByTestId('audit-filter').click();
+  await expect(audit.getByTestId('audit-row')).toHaveCount(0);
+
   await page.getByTestId('dc-tab-summary').click();
   await expect(page.getByTestId('nodes-online')).toBeVisible();
   expect(problems).toEqual([]);

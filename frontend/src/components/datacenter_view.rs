@@ -1,7 +1,8 @@
-//! Datacenter: the Summary, HA, Permissions, Pools and Labs tabs.
+//! Datacenter: the Summary, HA, Permissions, Pools, Labs and Audit tabs.
 
 use leptos::prelude::*;
 
+use crate::components::audit::AuditView;
 use crate::components::datacenter::DatacenterSummary;
 use crate::components::ha::HaView;
 use crate::components::labs::LabsView;
@@ -22,6 +23,8 @@ pub enum DcTab {
     Pools,
     /// Teaching labs.
     Labs,
+    /// The audit log.
+    Audit,
 }
 
 impl DcTab {
@@ -32,6 +35,7 @@ impl DcTab {
             DcTab::Permissions => "Permissions",
             DcTab::Pools => "Pools",
             DcTab::Labs => "Labs",
+            DcTab::Audit => "Audit",
         }
     }
 
@@ -42,6 +46,7 @@ impl DcTab {
             DcTab::Permissions => "dc-tab-permissions",
             DcTab::Pools => "dc-tab-pools",
             DcTab::Labs => "dc-tab-labs",
+            DcTab::Audit => "dc-tab-audit",
         }
     }
 }
@@ -74,6 +79,7 @@ pub fn DatacenterTabs(
             {button(DcTab::Permissions)}
             {button(DcTab::Pools)}
             {button(DcTab::Labs)}
+            {button(DcTab::Audit)}
         </div>
     }
 }
@@ -91,6 +97,7 @@ pub fn DatacenterView(
         DcTab::Ha => view! { <HaView tab/> }.into_any(),
         DcTab::Permissions => view! { <PermissionsView tab/> }.into_any(),
         DcTab::Pools => view! { <PoolsView tab/> }.into_any(),
+        DcTab::Audit => view! { <AuditView tab/> }.into_any(),
         DcTab::Labs => view! {
             <section class="summary" data-testid="labs-tab">
                 <DatacenterTabs tab/>

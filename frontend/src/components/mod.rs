@@ -1,5 +1,6 @@
 //! Building blocks of the console, one concern per file.
 
+pub mod audit;
 pub mod banner;
 pub mod clone_dialog;
 pub mod datacenter;
