@@ -1,6 +1,7 @@
 //! Datacenter → Summary: cluster health, resource totals, the cluster status list and the
 //! "Join node" button.
 
+use kiln_api_types::access::Permissions;
 use kiln_api_types::{ClusterResource, ClusterStatusEntry, NodeState};
 use leptos::prelude::*;
 
@@ -55,6 +56,13 @@ impl Totals {
     }
 }
 
+/// Whether `permissions` (of the path `/`) hold `Sys.Audit` there.
+pub fn may_audit_root(permissions: &Permissions) -> bool {
+    permissions
+        .get("/")
+        .is_some_and(|privs| privs.contains_key("Sys.Audit"))
+}
+
 /// The datacenter summary.
 #[component]
 pub fn DatacenterSummary(
@@ -84,10 +92,26 @@ pub fn DatacenterSummary(
             .map(|r| (r.node, r.status))
             .collect::<Vec<_>>()
     });
+    // The cluster status and the HA status need Sys.Audit on `/` (as in Proxmox): ask once
+    // what the user holds there, and show those cards only to those who may read them.
+    let audits_root = RwSignal::new(None::<bool>);
+    Effect::new(move || {
+        leptos::task::spawn_local(async move {
+            let held = api
+                .get::<Permissions>("access/permissions?path=%2F")
+                .await
+                .map(|p| may_audit_root(&p))
+                .unwrap_or(false);
+            audits_root.set(Some(held));
+        });
+    });
     Effect::new(move || {
         // Read, not just `track()`: a memo nobody has read never computes, so it would never
         // see its own sources change.
         membership.with(|_| ());
+        if audits_root.get() != Some(true) {
+            return;
+        }
         leptos::task::spawn_local(async move {
             match api.cluster_status().await {
                 Ok(entries) => {
@@ -165,6 +189,7 @@ pub fn DatacenterSummary(
                     />
                 </div>
             </div>
+            <Show when=move || audits_root.get() == Some(true)>
             <div class="card wide">
                 <h3>"Cluster status"</h3>
                 {move || status_error.get().map(|e| view! { <div class="notice error" role="alert">{e}</div> })}
@@ -200,6 +225,7 @@ pub fn DatacenterSummary(
                 </table>
             </div>
             <HaStatusCard/>
+            </Show>
             <Show when=move || joining.get()>
                 <JoinDialog on_close=move |()| joining.set(false)/>
             </Show>
@@ -210,6 +236,16 @@ pub fn DatacenterSummary(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_cards_need_sys_audit_on_the_root() {
+        let mut p = Permissions::new();
+        assert!(!may_audit_root(&p));
+        p.insert("/".into(), [("VM.Audit".to_owned(), 1)].into());
+        assert!(!may_audit_root(&p));
+        p.insert("/".into(), [("Sys.Audit".to_owned(), 0)].into());
+        assert!(may_audit_root(&p));
+    }
 
     fn node(
         name: &str,
