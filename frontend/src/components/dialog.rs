@@ -59,3 +59,81 @@ pub fn Dialog(
         </div>
     }
 }
+
+/// A removal confirmed in a dialog: the explanation, Cancel and a red Remove that runs
+/// `remove`; on success `on_done` runs (reload the list) and the dialog closes, a failure shows
+/// under the explanation. Test hooks: `testid` on the dialog, `{prefix}-error`,
+/// `{prefix}-confirm`.
+#[component]
+pub fn RemoveConfirm<F, Fut>(
+    /// Dialog title.
+    title: String,
+    /// What removing means, for the person about to do it.
+    explanation: String,
+    /// Test hook of the dialog.
+    testid: &'static str,
+    /// Test hook prefix of its error and its Remove button.
+    prefix: &'static str,
+    /// Does the removal.
+    remove: F,
+    /// After a successful removal (before closing).
+    #[prop(into)]
+    on_done: Callback<()>,
+    /// Closes the dialog.
+    #[prop(into)]
+    on_close: Callback<()>,
+) -> impl IntoView
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + 'static,
+{
+    let sending = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let confirm = move |_| {
+        let remove = remove.clone();
+        sending.set(true);
+        error.set(None);
+        leptos::task::spawn_local(async move {
+            match remove().await {
+                Ok(()) => {
+                    on_done.run(());
+                    on_close.run(());
+                }
+                Err(e) => {
+                    error.set(Some(format!("Removing failed: {e}")));
+                    sending.set(false);
+                }
+            }
+        });
+    };
+    view! {
+        <Dialog title=title testid on_close>
+            <p>{explanation}</p>
+            {move || {
+                error
+                    .get()
+                    .map(|e| {
+                        view! {
+                            <div class="notice error" role="alert" data-testid=format!("{prefix}-error")>
+                                {e}
+                            </div>
+                        }
+                    })
+            }}
+            <div class="dialog-buttons">
+                <button type="button" class="button" on:click=move |_| on_close.run(())>
+                    "Cancel"
+                </button>
+                <button
+                    type="button"
+                    class="button danger"
+                    data-testid=format!("{prefix}-confirm")
+                    disabled=move || sending.get()
+                    on:click=confirm
+                >
+                    "Remove"
+                </button>
+            </div>
+        </Dialog>
+    }
+}

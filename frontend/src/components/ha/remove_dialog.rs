@@ -4,7 +4,7 @@ use leptos::prelude::*;
 
 use super::data::HaData;
 use crate::api::Api;
-use crate::components::dialog::Dialog;
+use crate::components::dialog::RemoveConfirm;
 
 /// What to remove.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,52 +47,26 @@ pub fn RemoveDialog(
 ) -> impl IntoView {
     let api = Api::expect();
     let data = HaData::expect();
-    let sending = RwSignal::new(false);
-    let error = RwSignal::new(None::<String>);
-    let target = what.clone();
-    let confirm = move |_| {
-        let target = target.clone();
-        sending.set(true);
-        error.set(None);
-        leptos::task::spawn_local(async move {
-            let result = match &target {
+    let (title, explanation) = (what.title(), what.explanation());
+    let remove = move || {
+        let what = what.clone();
+        async move {
+            match &what {
                 Removal::Resource(sid) => api.delete_ha_resource(sid).await,
                 Removal::Rule(id) => api.delete_ha_rule(id).await,
-            };
-            match result {
-                Ok(()) => {
-                    data.reload();
-                    on_close.run(());
-                }
-                Err(e) => {
-                    error.set(Some(format!("Remove failed: {e}")));
-                    sending.set(false);
-                }
             }
-        });
+            .map_err(|e| e.to_string())
+        }
     };
     view! {
-        <Dialog title=what.title() testid="ha-remove-dialog" on_close>
-            <p>{what.explanation()}</p>
-            {move || {
-                error
-                    .get()
-                    .map(|e| view! { <div class="notice error" role="alert" data-testid="ha-remove-error">{e}</div> })
-            }}
-            <div class="dialog-buttons">
-                <button type="button" class="button" on:click=move |_| on_close.run(())>
-                    "Cancel"
-                </button>
-                <button
-                    type="button"
-                    class="button danger"
-                    data-testid="ha-remove-confirm"
-                    disabled=move || sending.get()
-                    on:click=confirm
-                >
-                    "Remove"
-                </button>
-            </div>
-        </Dialog>
+        <RemoveConfirm
+            title
+            explanation
+            testid="ha-remove-dialog"
+            prefix="ha-remove"
+            remove
+            on_done=move |()| data.reload()
+            on_close
+        />
     }
 }

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 use super::data::PermissionsData;
 use crate::api::{segment, Api, ApiError};
-use crate::components::dialog::Dialog;
+use crate::components::dialog::RemoveConfirm;
 
 /// What to remove.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,44 +109,20 @@ pub fn RemoveDialog(
 ) -> impl IntoView {
     let api = Api::expect();
     let data = PermissionsData::expect();
-    let sending = RwSignal::new(false);
-    let error = RwSignal::new(None::<String>);
-    let target = what.clone();
-    let confirm = move |_| {
-        let target = target.clone();
-        sending.set(true);
-        error.set(None);
-        leptos::task::spawn_local(async move {
-            match target.run(api).await {
-                Ok(()) => {
-                    data.reload();
-                    on_close.run(());
-                }
-                Err(e) => {
-                    error.set(Some(format!("Removing failed: {e}")));
-                    sending.set(false);
-                }
-            }
-        });
+    let (title, explanation) = (what.title(), what.explanation());
+    let remove = move || {
+        let what = what.clone();
+        async move { what.run(api).await.map_err(|e| e.to_string()) }
     };
     view! {
-        <Dialog title=what.title() testid="perm-remove-dialog" on_close>
-            <p>{what.explanation()}</p>
-            {move || error.get().map(|e| view! { <div class="notice error" role="alert" data-testid="perm-remove-error">{e}</div> })}
-            <div class="dialog-buttons">
-                <button type="button" class="button" on:click=move |_| on_close.run(())>
-                    "Cancel"
-                </button>
-                <button
-                    type="button"
-                    class="button danger"
-                    data-testid="perm-remove-confirm"
-                    disabled=move || sending.get()
-                    on:click=confirm
-                >
-                    "Remove"
-                </button>
-            </div>
-        </Dialog>
+        <RemoveConfirm
+            title
+            explanation
+            testid="perm-remove-dialog"
+            prefix="perm-remove"
+            remove
+            on_done=move |()| data.reload()
+            on_close
+        />
     }
 }
