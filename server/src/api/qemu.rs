@@ -643,21 +643,7 @@ pub async fn destroy(
         )));
     }
     let guard = app.vm_locks.lock(vm.vmid, "qmdestroy")?;
-    match observe(&app, &vm) {
-        Observed::Unknown => {
-            return Err(ApiError::Unavailable(format!(
-                "node {node} is offline, so VM {} may still run there; bring the node back first",
-                vm.vmid
-            )))
-        }
-        seen if seen.is_active() => {
-            return Err(ApiError::Conflict(format!(
-                "VM {} is running; stop it first",
-                vm.vmid
-            )))
-        }
-        _ => {}
-    }
+    ensure_stopped(&app, &vm, &node)?;
     let task_app = app.clone();
     let upid = app
         .tasks
@@ -671,4 +657,20 @@ pub async fn destroy(
         )
         .await?;
     Ok(ok(upid))
+}
+
+/// Refuses an operation that needs `vm` stopped: 409 while it runs, 503 while its node is
+/// offline (it may still run there).
+pub(super) fn ensure_stopped(app: &AppState, vm: &VmRecord, node: &str) -> Result<(), ApiError> {
+    match observe(app, vm) {
+        Observed::Unknown => Err(ApiError::Unavailable(format!(
+            "node {node} is offline, so VM {} may still run there; bring the node back first",
+            vm.vmid
+        ))),
+        seen if seen.is_active() => Err(ApiError::Conflict(format!(
+            "VM {} is running; stop it first",
+            vm.vmid
+        ))),
+        _ => Ok(()),
+    }
 }

@@ -8,11 +8,12 @@ use super::access::{flag, text};
 use super::error::{ok, ApiError, ApiResult};
 use super::nodes::known_node;
 use super::params::Body;
+use super::qemu::ensure_stopped;
 use super::qemu::{check_image_on_node, check_size, find_vm, known_pool};
 use crate::auth::AuthUser;
 use crate::state::AppState;
 use crate::vms::clone::{self, CloneError};
-use crate::vms::{check_name, check_vmid, observe, Observed};
+use crate::vms::{check_name, check_vmid};
 
 impl From<CloneError> for ApiError {
     fn from(e: CloneError) -> Self {
@@ -52,21 +53,7 @@ pub async fn template(
         )));
     }
     let guard = app.vm_locks.lock(vm.vmid, "qmtemplate")?;
-    match observe(&app, &vm) {
-        Observed::Unknown => {
-            return Err(ApiError::Unavailable(format!(
-                "node {node} is offline, so VM {} may still run there; bring the node back first",
-                vm.vmid
-            )))
-        }
-        seen if seen.is_active() => {
-            return Err(ApiError::Conflict(format!(
-                "VM {} is running; stop it first",
-                vm.vmid
-            )))
-        }
-        _ => {}
-    }
+    ensure_stopped(&app, &vm, &node)?;
     let task_app = app.clone();
     let upid = app
         .tasks
